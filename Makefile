@@ -1,0 +1,49 @@
+# The two commands: `make demo` and `make test`. Each creates (or reuses) .venv and installs the
+# core and every provider under providers/ in editable mode, pinned by constraints.txt.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mlport-installed
+PROVIDER_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard providers/*/pyproject.toml))
+EDITABLES := -e '.[test,lint]' -e tests/dummy_provider $(foreach dir,$(PROVIDER_DIRS),-e '$(dir)[test]')
+# Pins build backends in pip's isolated build environments too.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test lint bench install constraints clean
+
+$(STAMP): pyproject.toml constraints.txt tests/dummy_provider/pyproject.toml $(wildcard providers/*/pyproject.toml)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mlport needs Python >= 3.11; run: make PYTHON=python3.11 ...")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(EDITABLES)
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+test: $(STAMP)
+	$(PY) -m pip check
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy src tests/dummy_provider/src $(foreach dir,$(PROVIDER_DIRS),$(dir)/src)
+
+bench: $(STAMP)
+	$(PY) benchmarks/import_time.py
+
+# Re-pin: resolve from scratch in a throwaway venv and write what was installed.
+constraints:
+	rm -rf .venv-pin
+	$(PYTHON) -m venv .venv-pin
+	PIP_CONSTRAINT= .venv-pin/bin/pip install --quiet hatchling $(EDITABLES)
+	( echo "# Pinned by 'make constraints' on $$(date -u +%Y-%m-%d) with $$($(PYTHON) --version)."; \
+	  .venv-pin/bin/pip freeze --exclude-editable | grep -v '^-e' ) > constraints.txt
+	rm -rf .venv-pin
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

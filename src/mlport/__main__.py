@@ -1,0 +1,3 @@
+from mlport.cli import main
+
+main()

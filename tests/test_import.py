@@ -1,0 +1,39 @@
+"""`import mlport` stays light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = [
+    "numpy",
+    "pandas",
+    "sklearn",
+    "boto3",
+    "botocore",
+    "google",
+    "azure",
+    "grpc",
+    "tenacity",
+    "rich",
+    "typer",
+    "pydantic",
+]
+
+
+def test_import_mlport_loads_no_heavy_module() -> None:
+    code = "import sys, json, mlport; print(json.dumps(sorted(sys.modules)))"
+    modules = json.loads(subprocess.check_output([sys.executable, "-c", code]))
+    loaded = {m.split(".")[0] for m in modules}
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_specs_load_no_cloud_sdk_or_numpy() -> None:
+    code = (
+        "import sys, json, mlport\nfrom mlport import TrainingJob, connect\n"
+        "mlport.connect('dummy').training\nprint(json.dumps(sorted(sys.modules)))"
+    )
+    modules = json.loads(subprocess.check_output([sys.executable, "-c", code]))
+    loaded = {m.split(".")[0] for m in modules}
+    assert not loaded & {"numpy", "pandas", "sklearn", "boto3", "google", "azure", "grpc"}
