@@ -5,7 +5,7 @@
 3. The unmodified training script run under the mlport training-script contract.
 4. The model it wrote turned into a verified model package; tampering is caught.
 
-Run it with `make demo`. Everything happens in a temporary folder on this machine.
+Run it with `make demo`. Everything is written under ./.mlport/demo (replaced on every run).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from mlport import Code, Compute, InvalidSpecError, TrainingJob, package, runtime
@@ -41,8 +41,9 @@ def step(title: str) -> None:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="mlport-demo-"))
-    (work / "data").mkdir()
+    work = Path(".mlport", "demo").resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "data").mkdir(parents=True)
     make_data(work / "data" / "train.csv")
 
     step("1. A spec rejects bad input at construction, naming the field")

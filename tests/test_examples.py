@@ -9,11 +9,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_runs() -> None:
+def test_demo_runs(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo.py")],
         capture_output=True,
         text=True,
+        cwd=tmp_path,
         timeout=120,
         check=False,
     )
@@ -21,3 +22,4 @@ def test_demo_runs() -> None:
     assert "demo ok" in result.stdout
     assert "did you mean 'max_runtime'" in result.stdout
     assert "IntegrityError" in result.stdout
+    assert (tmp_path / ".mlport" / "demo" / "model" / "mlport-model.json").is_file()

@@ -37,3 +37,16 @@ def test_specs_load_no_cloud_sdk_or_numpy() -> None:
     modules = json.loads(subprocess.check_output([sys.executable, "-c", code]))
     loaded = {m.split(".")[0] for m in modules}
     assert not loaded & {"numpy", "pandas", "sklearn", "boto3", "google", "azure", "grpc"}
+
+
+def test_providers_never_import_tenacity() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = [
+        str(path.relative_to(root))
+        for pattern in ("providers/*/src/**/*.py", "tests/dummy_provider/src/**/*.py")
+        for path in root.glob(pattern)
+        if "tenacity" in path.read_text()
+    ]
+    assert offenders == [], "retries live in mlport.retry only"

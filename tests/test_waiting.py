@@ -79,3 +79,18 @@ def test_call_with_retries_honours_retry_after() -> None:
 
     assert call_with_retries(flaky, RetryPolicy(attempts=5), what="x", sleep=slept.append) == "ok"
     assert len(slept) == 2 and all(s >= 1.5 for s in slept)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_terminal_progress_is_a_live_status_line() -> None:
+    stream = _Terminal()
+    with Progress("notebook dev", stream=stream) as progress:
+        progress.update("PENDING")
+        progress.update("RUNNING", "kernel ready")
+    shown = stream.getvalue()
+    assert "notebook dev" in shown
+    assert "[mlport]" not in shown  # no plain log lines on a terminal
