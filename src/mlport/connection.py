@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlport import config as _config
-from mlport.errors import MissingDependencyError
 from mlport.events import EventBus
 from mlport.providers import SERVICES, load_implementation
 
@@ -148,12 +147,5 @@ def connect(
     runtime = {key: kwargs.pop(key) for key in _config.RUNTIME_KEYS if key in kwargs}
     resolved = _config.resolve(profile, provider=provider, overrides=kwargs)
     for service in SERVICES:
-        spec = resolved.routes[service].spec
-        missing = spec.missing_modules()
-        if missing:
-            raise MissingDependencyError(
-                f"provider {spec.name!r} (serving {service}) needs {', '.join(missing)}, which is "
-                f"not installed; fix it with: {spec.pip_command}",
-                provider=spec.name,
-            )
+        resolved.routes[service].spec.check_dependencies(serving=service)
     return Connection(resolved, runtime)

@@ -142,6 +142,21 @@ class ProviderSpec:
         extra = f"[{self.extras}]" if self.extras else ""
         return f"pip install '{self.distribution}{extra}'"
 
+    def check_dependencies(self, serving: str | None = None) -> None:
+        """Raise if an SDK the provider needs cannot be found (nothing is imported).
+
+        Raises:
+            MissingDependencyError: naming the missing modules and the pip command that fixes it.
+        """
+        missing = self.missing_modules()
+        if missing:
+            role = f" (serving {serving})" if serving else ""
+            raise MissingDependencyError(
+                f"provider {self.name!r}{role} needs {', '.join(missing)}, which is not "
+                f"installed; fix it with: {self.pip_command}",
+                provider=self.name,
+            )
+
     def missing_modules(self) -> list[str]:
         """The required SDK modules that cannot be found (nothing is imported)."""
         missing = []
@@ -227,13 +242,7 @@ def load_implementation(spec: ProviderSpec) -> type[Provider]:
         cached = _implementations.get(spec.name)
         if cached is not None:
             return cached
-        missing = spec.missing_modules()
-        if missing:
-            raise MissingDependencyError(
-                f"provider {spec.name!r} needs {', '.join(missing)}, which is not installed; "
-                f"fix it with: {spec.pip_command}",
-                provider=spec.name,
-            )
+        spec.check_dependencies()
         module_name, _, attr = spec.implementation.partition(":")
         try:
             module = importlib.import_module(module_name)
