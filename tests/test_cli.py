@@ -33,6 +33,8 @@ def test_providers_lists_installed_and_known() -> None:
     assert result.returncode == 0
     assert "dummy" in result.stdout and "mlport-sagemaker" in result.stdout
     assert "missing mlport_dummy_missing_sdk" in result.stdout
+    assert "pip install 'mlport-dummy[sdk]'" in result.stdout
+    assert "pip install 'mlport-dummy[sdk]'" in result.stdout
 
 
 def test_providers_show_prints_schema() -> None:

@@ -159,3 +159,14 @@ def test_relative_paths_resolve_against_the_file() -> None:
         ).root
         == "/abs"
     )
+
+
+def test_relative_path_defaults_resolve_against_the_file_too() -> None:
+    from mlport.providers import ProviderConfig, config_path_validator
+
+    class RootConfig(ProviderConfig):
+        root: str = ".mlport"
+        _rebase = config_path_validator("root")
+
+    config = RootConfig.model_validate({"provider": "x"}, context={"base_dir": Path("/team")})
+    assert config.root == "/team/.mlport"

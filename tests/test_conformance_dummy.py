@@ -61,7 +61,7 @@ class DummyFixtures(conformance.Fixtures):
 
     @pytest.fixture
     def faults(self, world: str) -> Any:
-        from mlport_dummy.provider import world as get_world
+        from mlport_dummy.cloud import world as get_world
 
         return get_world(world).faults
 

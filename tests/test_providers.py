@@ -26,9 +26,9 @@ def test_implementation_is_imported_on_first_use() -> None:
     code = (
         "import sys, mlport\n"
         "ml = mlport.connect('dummy')\n"
-        "assert 'mlport_dummy.provider' not in sys.modules, 'imported at connect'\n"
+        "assert 'mlport_dummy.cloud' not in sys.modules, 'imported at connect'\n"
         "ml.training\n"
-        "assert 'mlport_dummy.provider' in sys.modules\n"
+        "assert 'mlport_dummy.cloud' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from mlport import (
     Compute,
     ConflictError,
     InvalidSpecError,
+    NotFoundError,
     NotSupportedError,
     ThrottledError,
     TrainingJob,
@@ -35,7 +37,7 @@ def ml(world: str) -> mlport.Connection:
 
 @pytest.fixture
 def faults(world: str):  # type: ignore[no-untyped-def]
-    from mlport_dummy.provider import world as get_world
+    from mlport_dummy.cloud import world as get_world
 
     return get_world(world).faults
 
@@ -130,7 +132,7 @@ def test_events_are_emitted(ml: mlport.Connection, code: Code) -> None:
 
 
 def test_list_pages_lazily(ml: mlport.Connection, code: Code, world: str) -> None:
-    from mlport_dummy.provider import world as get_world
+    from mlport_dummy.cloud import world as get_world
 
     for i in range(5):
         ml.training.submit(TrainingJob(name=f"p{i}", code=code))
@@ -186,3 +188,31 @@ def test_handles_need_a_service() -> None:
 
     with pytest.raises(NotSupportedError, match="not bound"):
         Job(name="loose").refresh()
+
+
+def _bare_provider(**spec_kwargs: Any) -> Any:
+    from mlport_dummy import DummyConfig
+    from mlport_dummy.cloud import DummyProvider
+
+    from mlport.providers import ProviderSpec
+
+    spec = ProviderSpec("bare", DummyConfig, "x:y", "x", **spec_kwargs)
+    return DummyProvider(spec, DummyConfig(provider="bare", world=uuid.uuid4().hex))
+
+
+def test_provider_without_catalog_gets_the_request_as_is() -> None:
+    provider = _bare_provider()
+    resolved = provider.resolve_compute(Compute(cpus=3, gpus=1))
+    assert resolved.instance_type is None
+    assert resolved.requested == Compute(cpus=3, gpus=1)
+    assert provider.resolve_compute(Compute(instance_type="big")).instance_type == "big"
+
+
+def test_schedule_needs_the_capability() -> None:
+    monitoring = _bare_provider(unsupported={"monitoring.schedule": "runs on demand only"}).service(
+        "monitoring"
+    )
+    with pytest.raises(NotSupportedError, match="runs on demand only"):
+        monitoring.enable("ep", baseline="b.csv", schedule="1h")
+    with pytest.raises(NotFoundError, match="ep"):  # on demand is allowed; the endpoint is missing
+        monitoring.enable("ep", baseline="b.csv", schedule=None)

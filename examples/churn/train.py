@@ -53,7 +53,7 @@ def main() -> None:
         framework="python",
         framework_version=None,
         loader="custom",
-        executes_code_on_load=False,
+        executes_code_on_load=True,  # a custom loader is code: verify hashes before loading
         signature={"inputs": [{"name": name, "dtype": "float64"} for name in features]},
         lineage={"hyperparameters": hps},
     )

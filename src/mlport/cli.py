@@ -56,8 +56,10 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)
+    from rich.markup import escape
+
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)

@@ -218,7 +218,7 @@ class Monitor(Handle):
     """Drift monitoring on an endpoint."""
 
     endpoint: str
-    schedule: int = 3600
+    schedule: int | None = 3600
     baseline: str = ""
     thresholds: dict[str, float] = Field(default_factory=dict)
     alert: str | None = None

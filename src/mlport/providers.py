@@ -60,7 +60,8 @@ class ProviderConfig(BaseModel):
     Relative paths in fields typed :data:`ConfigPath` resolve against the folder of mlport.toml.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validate_default: path fields' defaults are rebased onto the folder of mlport.toml too.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     provider: str
     services: dict[str, str] = Field(

@@ -423,14 +423,14 @@ class MonitorOptions(Spec):
 
     Args:
         baseline: Local path or URI of the training data (or a stored baseline profile).
-        schedule: How often the monitor runs ("1h", "15m", ...).
+        schedule: How often the monitor runs ("1h", "15m", ...); None runs it only on demand.
         thresholds: Feature name (or ``"*"`` for all) -> drift threshold overriding the default.
         alert: A webhook URL POSTed a JSON summary when a threshold is crossed.
         features: Only these features; default all.
     """
 
     baseline: PathLike
-    schedule: Duration = 3600
+    schedule: Duration | None = 3600
     thresholds: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     alert: str | None = None
     features: list[str] | None = None

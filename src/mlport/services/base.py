@@ -94,10 +94,19 @@ class Provider:
         return None
 
     def resolve_compute(self, compute: Compute, purpose: str = "training") -> ResolvedCompute:
-        """Resolve portable compute against this provider's catalog (or pass a native type)."""
-        from mlport.compute import resolve
+        """Resolve portable compute against this provider's catalog (or pass a native type).
 
-        return resolve(compute, self.spec.catalog or self.name)
+        A provider without a catalog (``ProviderSpec.catalog`` None) receives the request as it
+        is, with ``instance_type`` None unless a native one was given; override this method to
+        map it another way.
+        """
+        from mlport.compute import ResolvedCompute, resolve
+
+        if self.spec.catalog is None:
+            return ResolvedCompute(
+                compute.instance_type, compute.count, compute.spot, None, compute
+            )
+        return resolve(compute, self.spec.catalog)
 
     def close(self) -> None:
         """Release clients and connections. Does not touch any remote resource."""

@@ -31,12 +31,14 @@ class MonitoringService(Service):
         endpoint: str,
         *,
         baseline: str,
-        schedule: str | int = "1h",
+        schedule: str | int | None = "1h",
         thresholds: dict[str, float] | None = None,
         alert: str | None = None,
         features: list[str] | None = None,
     ) -> Monitor:
         """Start monitoring ``endpoint`` against ``baseline`` on ``schedule``. Replaces an existing one.
+
+        With ``schedule=None`` the monitor runs only when :meth:`run` is called.
 
         Raises:
             InvalidSpecError: bad options.
@@ -53,6 +55,8 @@ class MonitoringService(Service):
         )
         if options.alert:
             self._require("monitoring.alert")
+        if options.schedule is not None:
+            self._require("monitoring.schedule")
         self._check_name(endpoint)
         monitor = self._bind(self._call("enable", self._enable, endpoint, options))
         self._emit("enabled", endpoint, schedule=options.schedule)

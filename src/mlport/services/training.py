@@ -17,6 +17,7 @@ Contract of each, for provider authors:
 from __future__ import annotations
 
 import abc
+import hashlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mlport import runtime
 from mlport.errors import AlreadyExistsError, ConflictError, InvalidSpecError
 from mlport.handles import Job
 from mlport.services.base import Page, Service
@@ -57,6 +59,34 @@ class SubmitRequest:
     inputs: dict[str, str] = field(default_factory=dict)
     """Input channel -> absolute local path or URI."""
     source_dir: Path | None = None
+    code_sha256: str = ""
+    """Hash of the code bundle (see :func:`code_sha256`), for lineage."""
+
+
+BUNDLE_EXCLUDES = frozenset(
+    {".git", "__pycache__", ".mlport", ".venv", "venv", "node_modules", ".ipynb_checkpoints"}
+)
+"""Folders left out of a code bundle (and of its hash)."""
+
+
+def bundle_files(source_dir: Path) -> list[Path]:
+    """The files of the code bundle made from ``source_dir``, sorted, without caches and VCS data."""
+    return sorted(
+        path
+        for path in source_dir.rglob("*")
+        if path.is_file()
+        and path.suffix != ".pyc"
+        and not BUNDLE_EXCLUDES.intersection(path.relative_to(source_dir).parts[:-1])
+    )
+
+
+def code_sha256(source_dir: Path) -> str:
+    """A sha256 over the bundle's relative paths and file contents: changes when any file does."""
+    digest = hashlib.sha256()
+    for path in bundle_files(source_dir):
+        relative = path.relative_to(source_dir).as_posix()
+        digest.update(f"{relative}\0{runtime.sha256_file(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def is_uri(value: str) -> bool:
@@ -149,7 +179,11 @@ class TrainingService(JobOwner):
         compute = self.provider.resolve_compute(spec.compute, "training")
         name = spec.name or unique_name(spec.base_name or Path(spec.code.entry_point).stem)
         self._check_name(name)
-        digest = spec_hash(spec, exclude={"name", "base_name"})
+        code_hash = code_sha256(source_dir)
+        # The code's content is part of the spec: an edited train.py is a different job.
+        digest = hashlib.sha256(
+            f"{spec_hash(spec, exclude={'name', 'base_name'})}:{code_hash}".encode()
+        ).hexdigest()
         if spec.name:
             existing = self._find(self._get, name)
             if existing is not None:
@@ -161,6 +195,7 @@ class TrainingService(JobOwner):
             compute=compute,
             inputs=inputs,
             source_dir=source_dir,
+            code_sha256=code_hash,
         )
         try:
             job = self._bind(self._call("submit", self._submit, request))

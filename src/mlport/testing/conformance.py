@@ -27,7 +27,7 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -138,8 +138,25 @@ class Fixtures:
         return lambda prefix: f"{prefix}-{run}-{next(_counter)}"
 
 
-class TrainingTests:
+class _ServiceTests:
+    """Skips a whole class when the provider's capability table says it lacks the service, after
+    checking that using it raises NotSupportedError."""
+
+    service: ClassVar[str]
+
+    @pytest.fixture(autouse=True)
+    def _service_offered(self, ml: Connection) -> None:
+        service = getattr(ml, self.service)
+        if not service.supports(self.service):
+            with pytest.raises(NotSupportedError):
+                list(service.list())
+            pytest.skip(f"provider lacks {self.service} (NotSupportedError checked)")
+
+
+class TrainingTests(_ServiceTests):
     """submit / get / list / wait / cancel / logs / delete on training jobs."""
+
+    service = "training"
 
     def test_submit_get_wait(
         self, ml: Connection, job_spec: Any, unique: Any, wait_timeout: float
@@ -163,6 +180,20 @@ class TrainingTests:
         first = ml.training.submit(spec)
         again = ml.training.submit(spec)
         assert again.provider_id == first.provider_id
+
+    def test_edited_code_is_a_different_spec(
+        self, ml: Connection, job_spec: Any, unique: Any
+    ) -> None:
+        spec = job_spec(unique("edited"))
+        ml.training.submit(spec)
+        entry = Path(spec.code.source_dir) / spec.code.entry_point
+        original = entry.read_bytes()
+        try:
+            entry.write_bytes(original + b"\n# edited\n")
+            with pytest.raises(AlreadyExistsError, match=spec.name or ""):
+                ml.training.submit(spec)
+        finally:
+            entry.write_bytes(original)
 
     def test_different_spec_same_name_conflicts(
         self, ml: Connection, job_spec: Any, unique: Any
@@ -271,8 +302,10 @@ class TrainingTests:
         assert [j.name for j in ml.training.list()].count(name) == 1
 
 
-class RegistryTests:
+class RegistryTests(_ServiceTests):
     """register / get / versions / stages / delete on the model registry."""
+
+    service = "registry"
 
     def test_register_versions_and_latest(
         self, ml: Connection, model_source: str, unique: Any
@@ -369,8 +402,10 @@ class RegistryTests:
         assert len(list(ml.registry.versions(name))) == 1
 
 
-class EndpointTests:
+class EndpointTests(_ServiceTests):
     """deploy / predict / canary / traffic / delete on endpoints."""
+
+    service = "endpoints"
 
     @pytest.fixture
     def version(self, ml: Connection, model_source: str, unique: Any) -> ModelVersion:
@@ -446,8 +481,10 @@ class EndpointTests:
             ml.endpoints.deploy(refused_name, version)
 
 
-class MonitoringTests:
+class MonitoringTests(_ServiceTests):
     """enable / get / list / run / reports / disable on monitors."""
+
+    service = "monitoring"
 
     def test_lifecycle(
         self,
@@ -457,10 +494,6 @@ class MonitoringTests:
         unique: Any,
         wait_timeout: float,
     ) -> None:
-        if _lacks(ml.monitoring, "monitoring"):
-            with pytest.raises(NotSupportedError):
-                ml.monitoring.get(unique("x"))
-            return
         version = ml.registry.register(unique("monitored"), model_source)
         name = unique("mon")
         ml.endpoints.deploy(name, version, capture_percent=100, timeout=wait_timeout)
@@ -481,15 +514,13 @@ class MonitoringTests:
             ml.endpoints.delete(name)
 
 
-class NotebookTests:
+class NotebookTests(_ServiceTests):
     """create / wait / stop / start / delete on notebooks."""
+
+    service = "notebooks"
 
     def test_lifecycle(self, ml: Connection, unique: Any, wait_timeout: float) -> None:
         name = unique("nb")
-        if _lacks(ml.notebooks, "notebooks"):
-            with pytest.raises(NotSupportedError):
-                ml.notebooks.create(name)
-            return
         notebook = ml.notebooks.create(name)
         assert ml.notebooks.create(name).provider_id == notebook.provider_id  # idempotent
         notebook.wait(wait_timeout, progress=False)
@@ -506,8 +537,6 @@ class NotebookTests:
             ml.notebooks.get(name)
 
     def test_other_options_conflict(self, ml: Connection, unique: Any) -> None:
-        if _lacks(ml.notebooks, "notebooks"):
-            pytest.skip("the provider has no notebooks (checked in test_lifecycle)")
         name = unique("nbclash")
         ml.notebooks.create(name)
         try:
@@ -517,8 +546,10 @@ class NotebookTests:
             ml.notebooks.delete(name)
 
 
-class StorageTests:
+class StorageTests(_ServiceTests):
     """upload / ls / exists / download / delete on the artifact store, and cross-store copy."""
+
+    service = "storage"
 
     def test_round_trip(
         self, ml: Connection, storage_prefix: str | None, tmp_path: Path, unique: Any
