@@ -190,6 +190,19 @@ def compute_show(
     )
 
 
+@app.command("down")
+def down(
+    profile: Annotated[str | None, typer.Option(help="Profile whose processes to stop.")] = None,
+) -> None:
+    """Stop every local process mlport started for this profile (jobs, notebooks, servers)."""
+    import mlport
+
+    stopped = mlport.connect(profile=profile).down()
+    for line in stopped:
+        typer.echo(f"stopped {line}")
+    typer.echo(f"{len(stopped)} process(es) stopped")
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the app, turning errors into one line and exit status 2.
 

@@ -39,6 +39,7 @@ class Connection:
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self.events = EventBus()
+        self._downed: list[Provider] = []
 
     @property
     def profile(self) -> str:
@@ -104,6 +105,17 @@ class Connection:
     def storage(self) -> StorageService:
         """The artifact store."""
         return self.provider_for("storage").service("storage")  # type: ignore[return-value]
+
+    def down(self) -> list[str]:
+        """Stop every local process the providers of this connection started (``mlport down``)."""
+        stopped: list[str] = []
+        for service in SERVICES:
+            provider = self.provider_for(service)
+            if provider not in self._downed:
+                self._downed.append(provider)
+                stopped += provider.down()
+        self._downed.clear()
+        return stopped
 
     def close(self) -> None:
         """Release the providers' clients. Remote resources are left as they are."""

@@ -42,11 +42,13 @@ class Page(Generic[T]):
 class Provider:
     """Base of a provider implementation: holds its config, runtime objects and services.
 
-    Subclasses set :attr:`service_classes`. Runtime objects (``credential``, ``credentials``,
+    Subclasses set :attr:`service_classes`: service kind -> the class, or its import path
+    (``"package.module:Class"``) so that a service's heavy imports happen only when it is first
+    used. Runtime objects (``credential``, ``credentials``,
     ``session``) live in :attr:`runtime` and are never written anywhere.
     """
 
-    service_classes: ClassVar[Mapping[str, type[Service]]] = {}
+    service_classes: ClassVar[Mapping[str, type[Service] | str]] = {}
 
     def __init__(
         self,
@@ -83,6 +85,12 @@ class Provider:
             if cls is None or not self.spec.supports(kind):
                 self._services[kind] = _unsupported(kind, self)
             else:
+                if isinstance(cls, str):
+                    import importlib
+
+                    module, _, attr = cls.partition(":")
+                    cls = getattr(importlib.import_module(module), attr)
+                    assert isinstance(cls, type)
                 self._services[kind] = cls(self)
         return self._services[kind]
 
@@ -107,6 +115,13 @@ class Provider:
                 compute.instance_type, compute.count, compute.spot, None, compute
             )
         return resolve(compute, self.spec.catalog)
+
+    def down(self, grace: float | None = None) -> list[str]:
+        """Stop the local processes this provider started (servers, jobs); returns what stopped.
+
+        Cloud providers start none; on-prem and the emulators override this.
+        """
+        return []
 
     def close(self) -> None:
         """Release clients and connections. Does not touch any remote resource."""

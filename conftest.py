@@ -1,0 +1,3 @@
+"""Plugins for every test under this repository (core and providers)."""
+
+pytest_plugins = ["mlport.testing.pytest_plugin"]
