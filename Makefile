@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt tests/dummy_provider/pyproject.toml $(w
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	$(PY) examples/quickstart/run.py
 
 test: $(STAMP)
 	$(PY) -m pip check

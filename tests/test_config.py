@@ -137,9 +137,10 @@ def test_unknown_provider_lists_installed(write_config) -> None:  # type: ignore
 
 
 def test_no_file_means_the_onprem_default(tmp_path: Path) -> None:
-    # mlport-onprem is not installed in the core test environment: the error says how to get it.
-    with pytest.raises(ProviderNotFoundError, match="pip install mlport-onprem"):
-        mlport.connect()
+    resolved = resolve()
+    assert resolved.source is None
+    assert resolved.profile.spec.name == "onprem"
+    assert resolved.profile.config.root == str(tmp_path / ".mlport")  # type: ignore[attr-defined]
 
 
 def test_relative_paths_resolve_against_the_file() -> None:

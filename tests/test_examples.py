@@ -9,9 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_demo_runs(tmp_path: Path) -> None:
+def test_core_tour_runs(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "demo.py")],
+        [sys.executable, str(ROOT / "examples" / "core_tour.py")],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -22,4 +22,4 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert "demo ok" in result.stdout
     assert "did you mean 'max_runtime'" in result.stdout
     assert "IntegrityError" in result.stdout
-    assert (tmp_path / ".mlport" / "demo" / "model" / "mlport-model.json").is_file()
+    assert (tmp_path / ".mlport" / "tour" / "model" / "mlport-model.json").is_file()

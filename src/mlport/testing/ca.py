@@ -264,17 +264,17 @@ def ca_env(ca_file: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def _system_bundle() -> Path | None:
-    try:
-        certifi = importlib.import_module("certifi")
-    except ImportError:
-        pass
-    else:
-        return Path(certifi.where())
+    # The machine's own store first: it holds the CAs the machine's owner added (a company
+    # proxy's, say), which certifi's copy of Mozilla's list does not.
     paths = ssl.get_default_verify_paths()
     for candidate in (paths.cafile, paths.openssl_cafile):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
-    return None
+    try:
+        certifi = importlib.import_module("certifi")
+    except ImportError:
+        return None
+    return Path(certifi.where())
 
 
 def _require_cryptography() -> None:

@@ -5,7 +5,8 @@
 3. The unmodified training script run under the mlport training-script contract.
 4. The model it wrote turned into a verified model package; tampering is caught.
 
-Run it with `make demo`. Everything is written under ./.mlport/demo (replaced on every run).
+Run it with `python examples/core_tour.py`. Everything is written under ./.mlport/tour (replaced
+on every run).
 """
 
 from __future__ import annotations
@@ -41,19 +42,21 @@ def step(title: str) -> None:
 
 
 def main() -> None:
-    work = Path(".mlport", "demo").resolve()
+    work = Path(".mlport", "tour").resolve()
     shutil.rmtree(work, ignore_errors=True)
     (work / "data").mkdir(parents=True)
     make_data(work / "data" / "train.csv")
 
     step("1. A spec rejects bad input at construction, naming the field")
     try:
-        TrainingJob(name="churn-train", code=Code(source_dir=str(HERE / "churn")), max_runtim="2h")
+        TrainingJob(
+            name="churn-train", code=Code(source_dir=str(HERE / "core_tour_model")), max_runtim="2h"
+        )
     except InvalidSpecError as exc:
         print(f"InvalidSpecError: {exc}")
     spec = TrainingJob(
         name="churn-train",
-        code=Code(source_dir=str(HERE / "churn"), entry_point="train.py"),
+        code=Code(source_dir=str(HERE / "core_tour_model"), entry_point="train.py"),
         inputs={"train": str(work / "data" / "train.csv")},
         hyperparameters={"holdout": 0.25, "seed": 1},
         compute=Compute(cpus=4, memory_gb=16),

@@ -1,0 +1,36 @@
+"""The quickstart that `make demo` runs, as a new user runs it: no mlport.toml, a fresh folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlport
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_quickstart_trains_and_registers(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLPORT_CONFIG", "MLPORT_PROFILE")}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart" / "run.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "name/version : churn v1 (staging)" in result.stdout
+    assert "MLPORT_METRIC" in result.stdout  # the job's logs were streamed live
+    os.chdir(tmp_path)
+    ml = mlport.connect(poll_interval=0.05)
+    try:
+        version = ml.registry.get("churn", "staging")
+        assert version.metrics["auc"] > 0.8
+        assert version.lineage["job_provider"] == "onprem"
+    finally:
+        ml.down()
