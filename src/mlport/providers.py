@@ -57,7 +57,8 @@ SERVICES = ("training", "registry", "endpoints", "monitoring", "notebooks", "sto
 class ProviderConfig(BaseModel):
     """Keys every profile accepts. A provider subclasses it with its own keys.
 
-    Relative paths in fields typed :data:`ConfigPath` resolve against the folder of mlport.toml.
+    Fields named in a :func:`config_path_validator` are paths: relative ones (defaults included)
+    resolve against the folder of mlport.toml.
     """
 
     # validate_default: path fields' defaults are rebased onto the folder of mlport.toml too.

@@ -98,6 +98,7 @@ def test_contract_metrics_lineage_and_package(
     assert lineage["environment"]["python"] == ".".join(map(str, sys.version_info[:3]))
     assert any(p.startswith("pydantic==") for p in lineage["environment"]["packages"])
     assert lineage["started_at"] <= lineage["ended_at"]
+    assert lineage["compute"]["machine"]["cpus"] == len(os.sched_getaffinity(0))
 
     assert finished.model_uri is not None
     manifest = verify(finished.model_uri.removeprefix("file://"))
@@ -141,11 +142,18 @@ def test_cancel_stops_the_whole_group(ml: mlport.Connection, code: Path) -> None
 
 def test_max_runtime_is_enforced(ml: mlport.Connection, code: Path) -> None:
     submitted = ml.training.submit(
-        job(code, "too-slow", hyperparameters={"sleep": 60}, max_runtime="2s")
+        job(
+            code,
+            "too-slow",
+            hyperparameters={"sleep": 60},
+            max_runtime="2s",
+            compute=Compute(cpus=1),
+        )
     )
     with pytest.raises(JobFailedError, match="max_runtime exceeded"):
         submitted.wait(30, progress=False)
     assert submitted.failure_reason == "max_runtime exceeded (2s)"
+    assert submitted.lineage["compute"]["requested"] == {"cpus": 1}
 
 
 def test_killed_supervisor_is_reconciled_to_failed(ml: mlport.Connection, code: Path) -> None:

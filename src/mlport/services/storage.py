@@ -64,6 +64,11 @@ class StorageService(Service):
     resource_kind = "model"
     schemes: ClassVar[tuple[str, ...]] = ()
 
+    @property
+    def prefix(self) -> str | None:
+        """Where this provider keeps objects by default (a bucket, a folder), if it has a place."""
+        return None
+
     def handles(self, uri: str) -> bool:
         """True if ``uri``'s scheme is one this store serves."""
         return uri.split("://", 1)[0] in self.schemes if "://" in uri else False

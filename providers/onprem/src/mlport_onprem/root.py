@@ -6,8 +6,8 @@ Layout of a root (``.mlport`` by default)::
     processes.jsonl     every process started here, with PID and start time (``mlport down``)
     mlflow.db           the MLflow registry, unless tracking_uri points elsewhere
     mlartifacts/        MLflow's artifact store for that default registry
-    jobs/<name>/        a training job: code/, input/<channel>/, model/, output/, checkpoints/,
-                        stdout.log, stderr.log, supervisor.log, result.json
+    jobs/<name>/        a training job: job.json, code/, input/<channel>/, model/, output/,
+                        checkpoints/, script.out, script.err, supervisor.*, result.json
     envs/<sha256>/      virtualenvs built from requirements, shared by jobs with the same ones
     notebooks/<name>/   a notebook's working directory (files/) and its server's logs
     storage/            the default location of ``ml.storage`` objects
@@ -34,6 +34,11 @@ __all__ = ["OnPremProvider"]
 
 class OnPremStorage(LocalFiles):
     """``file://`` objects; the root's ``storage/`` folder is the default prefix."""
+
+    @property
+    def prefix(self) -> str:
+        """``file://<root>/storage``."""
+        return f"file://{self.provider.root / 'storage'}"  # type: ignore[attr-defined]
 
 
 class OnPremProvider(Provider):
@@ -72,11 +77,6 @@ class OnPremProvider(Provider):
         from mlport_onprem.executors import load_executor
 
         return load_executor(self.config.executor, self)
-
-    @property
-    def storage_prefix(self) -> str:
-        """Default location of stored objects."""
-        return f"file://{self.root / 'storage'}"
 
     def translate_error(self, error: Exception) -> MlportError | None:
         """Map MLflow and OS errors onto the mlport hierarchy (``_errors.py``)."""

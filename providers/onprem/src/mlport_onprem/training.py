@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlport.compute import local_machine
 from mlport.errors import AlreadyExistsError, InvalidSpecError, NotFoundError
 from mlport.handles import Job
 from mlport.services import LogChunk, Page, SubmitRequest, TrainingService
@@ -109,6 +110,7 @@ class OnPremTraining(TrainingService):
                 f"training job {request.name!r} exists", provider="onprem", resource=request.name
             )
         job_dir = self._job_dir(request.name)
+        machine = local_machine()
         try:
             shutil.rmtree(job_dir, ignore_errors=True)
             code_dir = job_dir / "code"
@@ -120,7 +122,17 @@ class OnPremTraining(TrainingService):
                 "code_sha256": request.code_sha256,
                 "source_dir": str(request.source_dir),
                 "git": _git(request.source_dir),
-                "compute": {"cpus": request.compute.row.vcpus if request.compute.row else None},
+                "compute": {
+                    "requested": request.compute.requested.model_dump(exclude_defaults=True)
+                    if request.compute.requested
+                    else {},
+                    "machine": {
+                        "cpus": machine.vcpus,
+                        "memory_gib": machine.memory_gib,
+                        "gpus": machine.gpus,
+                        "gpu_type": machine.gpu_type,
+                    },
+                },
             }
             job = {
                 "name": request.name,
