@@ -256,7 +256,7 @@ def test_download_verifies_and_detects_tampering(
     ml: mlport.Connection, model_source: str, tmp_path: Path
 ) -> None:
     version = ml.registry.register("guarded", model_source)
-    clean = _onprem(ml).download("guarded", version.version, tmp_path / "clean")
+    clean = ml.registry.download(version, tmp_path / "clean")
     assert package.verify(clean, manifest_sha256=version.package_sha256).framework == "sklearn"
     assert {"MLmodel", "model.joblib"} <= {p.name for p in clean.iterdir()}
 
@@ -264,12 +264,12 @@ def test_download_verifies_and_detects_tampering(
     model_file = stored / "model.joblib"
     model_file.write_bytes(model_file.read_bytes() + b"tampered")
     with pytest.raises(IntegrityError, match="model.joblib"):
-        _onprem(ml).download("guarded", version.version, tmp_path / "edited")
+        ml.registry.download(version, tmp_path / "edited")
 
     # Rewriting the manifest to match is caught by the sha256 kept in MLflow.
     package.build(stored)
     with pytest.raises(IntegrityError, match="mlport-model.json"):
-        _onprem(ml).download("guarded", version.version, tmp_path / "both")
+        ml.registry.download(version, tmp_path / "both")
 
 
 @pytest.mark.parametrize("serialiser", ["joblib", "skops"])
@@ -441,7 +441,7 @@ def test_round_trip_against_a_tracking_server(
         assert [v.version for v in ml.registry.versions("served")] == ["1", "2"]
         assert "served" in {v.name for v in ml.registry.list()}
 
-        fetched = _onprem(ml).download("served", "production", tmp_path / "dl")
+        fetched = ml.registry.download(ml.registry.get("served", "production"), tmp_path / "dl")
         assert (fetched / "MLmodel").is_file()
 
         server = MlflowClient(tracking_uri=tracking_server)

@@ -186,6 +186,44 @@ class RegistryService(Service):
                 "registry.delete", f"{name}:{version}", self._delete_version, name, str(version)
             )
 
+    def download(self, version: ModelVersion, dest: str | Path) -> Path:
+        """Copy a version's model package to ``dest`` and verify every file's sha256.
+
+        The manifest is checked against the sha256 recorded when the version was registered and
+        every file against the manifest, so an edit of a model file together with its manifest
+        is caught. Blocks until the files are copied and checked.
+
+        Args:
+            version: The version, from ``register`` or ``get``.
+            dest: An empty or missing directory.
+
+        Returns:
+            ``dest``, holding the verified package.
+
+        Raises:
+            InvalidSpecError: ``dest`` is a file or a non-empty directory.
+            IntegrityError: a file or the manifest does not match; the message names the files.
+        """
+        from mlport import package
+
+        self._require("registry")
+        target = Path(dest).expanduser()
+        if target.is_file() or (target.is_dir() and any(target.iterdir())):
+            raise InvalidSpecError(
+                f"cannot download {version.name} version {version.version} into {target}: it "
+                "must be an empty or missing directory",
+                resource=version.name,
+            )
+        target.mkdir(parents=True, exist_ok=True)
+        self._call("download", self._download_to, version.name, version.version, target)
+        package.verify(target, manifest_sha256=version.package_sha256)
+        self._emit("downloaded", version.name, version=version.version, path=str(target))
+        return target
+
+    def list_versions(self, name: str) -> Iterator[ModelVersion]:
+        """Same as :meth:`versions` (MLflow's word for it)."""
+        return self.versions(name)
+
     def _find_request(self, name: str, request_id: str) -> ModelVersion | None:
         try:
             return self._find_by_request_id(name, request_id)
@@ -212,6 +250,10 @@ class RegistryService(Service):
 
     @abc.abstractmethod
     def _list_versions(self, name: str, page_token: str | None) -> Page[ModelVersion]: ...
+
+    def _download_to(self, name: str, version: str, target: Path) -> None:
+        """Copy the version's package files into the existing empty directory ``target``."""
+        self._not_implemented("registry")
 
     def _set_stage(self, name: str, version: str, stage: str) -> ModelVersion:
         self._not_implemented("registry.stages")

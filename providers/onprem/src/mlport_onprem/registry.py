@@ -359,41 +359,6 @@ class OnPremRegistry(RegistryService):
 
     # --- download --------------------------------------------------------------------------------
 
-    def download(self, name: str, version: str | int | None, dest: str | Path) -> Path:
-        """Copy a version's model package to ``dest`` and verify every file's sha256.
-
-        The manifest is checked against the sha256 recorded when the version was registered and
-        every file against the manifest, so an edit of a model file together with the manifest
-        is caught. Blocks until the files are copied and hashed.
-
-        Args:
-            name: The registered model.
-            version: A version number, a stage or alias, or None / ``"latest"``.
-            dest: An empty or missing directory to put the package in.
-
-        Returns:
-            ``dest``, holding the verified package.
-
-        Raises:
-            NotFoundError: No such model, version or alias.
-            InvalidSpecError: ``dest`` is a file or a non-empty directory, or the version is not
-                an mlport package (it has no manifest).
-            IntegrityError: A file or the manifest does not match; the message names the files.
-        """
-        found = self.get(name, version)
-        target = Path(dest).expanduser()
-        if target.is_file() or (target.is_dir() and any(target.iterdir())):
-            raise InvalidSpecError(
-                f"cannot download {name} version {found.version} into {target}: it must be an "
-                "empty or missing directory",
-                resource=name,
-            )
-        target.mkdir(parents=True, exist_ok=True)
-        self._call("download", self._download_to, name, found.version, target)
-        package.verify(target, manifest_sha256=found.package_sha256)
-        self._emit("downloaded", name, version=found.version, path=str(target))
-        return target
-
     def _download_to(self, name: str, version: str, target: Path) -> None:
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
