@@ -369,17 +369,12 @@ class OnPremNotebooks(NotebookService):
     # -- rows and handles --------------------------------------------------------------------
 
     def _doc(self, name: str) -> dict[str, Any]:
-        doc = self.provider.state.get(TABLE, name)
-        if doc is None:
-            raise NotFoundError(
-                f"notebook {name!r} not found under {self.provider.root}",
-                provider=self.provider.name,
-                resource=name,
-            )
-        return doc
+        return self._found(name, self.provider.state.get(TABLE, name))
 
     def _update(self, name: str, **changes: Any) -> dict[str, Any]:
-        doc = self.provider.state.update(TABLE, name, **changes)
+        return self._found(name, self.provider.state.update(TABLE, name, **changes))
+
+    def _found(self, name: str, doc: dict[str, Any] | None) -> dict[str, Any]:
         if doc is None:
             raise NotFoundError(
                 f"notebook {name!r} not found under {self.provider.root}",
