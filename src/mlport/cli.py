@@ -27,6 +27,10 @@ app.add_typer(providers_app, name="providers")
 app.add_typer(config_app, name="config")
 app.add_typer(compute_app, name="compute")
 
+from mlport.serving.command import serve_command  # noqa: E402  (light: typer and stdlib only)
+
+app.command("serve")(serve_command)
+
 _state = {"debug": False}
 
 
