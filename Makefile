@@ -34,7 +34,9 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy src tests/dummy_provider/src $(foreach dir,$(PROVIDER_DIRS),$(dir)/src)
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) benchmarks/import_time.py
+	$(PY) benchmarks/serving.py
 
 # Re-pin: resolve from scratch in a throwaway venv and write what was installed.
 constraints:

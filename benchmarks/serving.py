@@ -249,6 +249,8 @@ def start_mlserver(models: Models, model: str, logs: Path) -> Server:
 
 
 def start_mlport(models: Models, model: str, logs: Path) -> Server:
+    from mlport import package
+
     port = free_port()
     token_file = models.work / "token"
     token_file.write_text("bench-token-0123456789")
@@ -272,6 +274,8 @@ def start_mlport(models: Models, model: str, logs: Path) -> Server:
             str(models.work / "capture"),
             "--capture-percent",
             "10",
+            "--manifest-sha256",
+            package.manifest_sha256(models.mlport[model]),
         ],
         cwd=models.work,
         env={},
@@ -298,8 +302,12 @@ class Load:
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    # wrk prints e.g. "812.00us", "3.21ms", "1.02s" or "2.00m".
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"cannot read wrk's latency {text!r}")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
 def load(server: Server, concurrency: int, duration: int, work: Path) -> Load:
@@ -324,8 +332,9 @@ def load(server: Server, concurrency: int, duration: int, work: Path) -> Load:
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    # The "Latency Distribution" lines start with the percentile ("99.01%" elsewhere does not).
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     errors_match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
