@@ -49,6 +49,7 @@ class OnPremProvider(Provider):
         "training": "mlport_onprem.training:OnPremTraining",
         "registry": "mlport_onprem.registry:OnPremRegistry",
         "notebooks": "mlport_onprem.notebooks:OnPremNotebooks",
+        "endpoints": "mlport_onprem.endpoints:OnPremEndpoints",
         "storage": OnPremStorage,
     }
 

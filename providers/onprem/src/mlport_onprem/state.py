@@ -30,13 +30,19 @@ CREATE TABLE IF NOT EXISTS notebooks (
     status TEXT NOT NULL,
     doc TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS endpoints (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 """
 
-TABLES = ("jobs", "notebooks")
+TABLES = ("jobs", "notebooks", "endpoints")
 
 
 class StateStore:
