@@ -1,4 +1,4 @@
-"""The quickstart: train, register and inspect a model on the embedded on-prem default.
+"""The quickstart: train, register, inspect and serve a model on the embedded on-prem default.
 
     make demo                       # sets everything up and runs this
     python examples/quickstart/run.py
@@ -73,6 +73,32 @@ def main() -> None:
     )
     print(f"  environment  : python {environment.get('python')} {sklearn}")
     print(f"  job          : {lineage.get('job')} on {lineage.get('job_provider')}")
+
+    endpoint = ml.endpoints.deploy("churn-api", version, capture_percent=10)
+    rows = [[3.0, 99.0, 6, 1], [60.0, 25.0, 0, 24], [24.0, 70.0, 2, 12]]
+    served = endpoint.predict(rows)
+    own = own_predictions(ml, version, rows)
+    print(f"\nendpoint {endpoint.name} is {endpoint.status.value} at {endpoint.url}")
+    print(f"  served predictions : {served}")
+    print(f"  the model's own    : {own}")
+    if served != own:
+        raise SystemExit("the endpoint and the model disagree")
+    ml.endpoints.delete("churn-api")
+    print("  endpoint deleted (its server process stopped)")
+
+
+def own_predictions(
+    ml: mlport.Connection, version: mlport.ModelVersion, rows: list[list[float]]
+) -> list[int]:
+    """Predict with the registered model itself, after verifying the downloaded package."""
+    import tempfile
+
+    from mlport.serving.loaders import load
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = ml.registry.download(version, Path(scratch) / "model")
+        model = load(folder, manifest_sha256=version.package_sha256)
+        return [int(value) for value in model.predict(model.validate(rows))]
 
 
 if __name__ == "__main__":

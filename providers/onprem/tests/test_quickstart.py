@@ -26,6 +26,9 @@ def test_quickstart_trains_and_registers(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "name/version : churn v1 (staging)" in result.stdout
     assert "MLPORT_METRIC" in result.stdout  # the job's logs were streamed live
+    served = next(line for line in result.stdout.splitlines() if "served predictions" in line)
+    own = next(line for line in result.stdout.splitlines() if "the model's own" in line)
+    assert served.split(":", 1)[1].strip() == own.split(":", 1)[1].strip()
     os.chdir(tmp_path)
     ml = mlport.connect(poll_interval=0.05)
     try:
