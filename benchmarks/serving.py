@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,16 +36,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlport.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / ".bench"
 FEATURES = 20
 ROW = [round(0.05 * i - 0.4, 3) for i in range(FEATURES)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def anchor_venv(name: str) -> Path:

@@ -39,7 +39,6 @@ class Connection:
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self.events = EventBus()
-        self._downed: list[Provider] = []
 
     @property
     def profile(self) -> str:
@@ -108,14 +107,8 @@ class Connection:
 
     def down(self) -> list[str]:
         """Stop every local process the providers of this connection started (``mlport down``)."""
-        stopped: list[str] = []
-        for service in SERVICES:
-            provider = self.provider_for(service)
-            if provider not in self._downed:
-                self._downed.append(provider)
-                stopped += provider.down()
-        self._downed.clear()
-        return stopped
+        providers = {id(p): p for p in (self.provider_for(s) for s in SERVICES)}
+        return [line for provider in providers.values() for line in provider.down()]
 
     def close(self) -> None:
         """Release the providers' clients. Remote resources are left as they are."""

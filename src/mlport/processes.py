@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -292,6 +293,16 @@ def stop(record: ProcessRecord, *, grace: float = 5.0) -> bool:
         PermissionError: The group belongs to a user we may not signal.
     """
     return _stop_many([record], grace=grace)[0]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago, for third-party servers that cannot bind port 0 and
+    report the port they got (MLflow's tracking server, benchmark anchors). Racy by nature:
+    another process may take it before the server binds it, so servers of our own bind port 0.
+    """
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def write_ready_file(path: str | os.PathLike[str], content: str) -> None:

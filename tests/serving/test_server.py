@@ -18,19 +18,13 @@ import pytest
 from servable_models import SLOW
 from serving_helpers import LOADER, TOKEN, Server, model_folder
 
-from mlport.processes import stop
+from mlport.processes import free_port, stop
 
 ROWS = [[1, 2, 3], [4, 5, 6]]
 EXPECTED = [6.0, 15.0]
 JSON = {"Content-Type": "application/json"}
 
 Start = Callable[..., Server]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_every_route_over_http_and_bad_requests_leave_it_serving(start_server: Start) -> None:

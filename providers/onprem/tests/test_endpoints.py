@@ -32,20 +32,12 @@ def _package(folder: Path, coefficient: float = 1.0) -> Path:
 
 class EndpointFixtures(conformance.Fixtures):
     @pytest.fixture
-    def ml(self, ml: mlport.Connection) -> mlport.Connection:  # type: ignore[override]
-        return ml
-
-    @pytest.fixture
     def model_source(self, tmp_path: Path) -> str:  # type: ignore[override]
         return str(_package(tmp_path / "pkg"))
 
     @pytest.fixture
     def refused_name(self) -> str:  # type: ignore[override]
         return "x" * 129
-
-    @pytest.fixture
-    def wait_timeout(self) -> float:  # type: ignore[override]
-        return 60.0
 
 
 class TestEndpointConformance(EndpointFixtures, conformance.EndpointTests): ...

@@ -32,14 +32,7 @@ from mlport.testing import conformance
 WAIT = 60.0
 
 
-class Fixtures(conformance.Fixtures):
-    @pytest.fixture
-    def ml(self, ml: mlport.Connection) -> mlport.Connection:
-        """The conftest's connection: a fresh root, everything stopped afterwards."""
-        return ml
-
-
-class TestNotebookConformance(Fixtures, conformance.NotebookTests):
+class TestNotebookConformance(conformance.Fixtures, conformance.NotebookTests):
     pass
 
 

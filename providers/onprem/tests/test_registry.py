@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import mlport
 from mlport import package, processes, runtime
 from mlport.errors import IntegrityError, InvalidSpecError, NotFoundError, TransientError
 from mlport.handles import Job
+from mlport.processes import free_port
 from mlport.specs import Code, TrainingJob
 from mlport.status import JobStatus
 from mlport.testing import conformance
@@ -65,12 +65,6 @@ def _onprem(ml: mlport.Connection) -> OnPremRegistry:
     registry = ml.registry
     assert isinstance(registry, OnPremRegistry)
     return registry
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _copy_database(source: Path, target: Path) -> None:
@@ -126,18 +120,6 @@ def slow_job_spec(tmp_path: Path) -> Callable[[str], TrainingJob]:
 
 
 class Fixtures(conformance.Fixtures):
-    @pytest.fixture
-    def ml(self, ml: mlport.Connection) -> mlport.Connection:
-        return ml
-
-    @pytest.fixture
-    def model_source(self, model_source: str) -> str:
-        return model_source
-
-    @pytest.fixture
-    def job_spec(self, job_spec: Callable[[str], TrainingJob]) -> Callable[[str], TrainingJob]:
-        return job_spec
-
     @pytest.fixture
     def slow_job_spec(
         self, slow_job_spec: Callable[[str], TrainingJob]
@@ -320,7 +302,7 @@ def test_an_unreachable_tracking_server_is_a_transient_error(tmp_path: Path) -> 
         mlport.connect(
             "onprem",
             root=str(tmp_path / "root"),
-            tracking_uri=f"http://127.0.0.1:{_free_port()}",
+            tracking_uri=f"http://127.0.0.1:{free_port()}",
             retry_attempts=1,
         ) as unreachable,
         pytest.raises(TransientError, match="127.0.0.1"),
@@ -370,7 +352,7 @@ def tracking_server_process(
     """
     base = tmp_path_factory.mktemp("mlflow-server")
     _copy_database(mlflow_template, base / "mlflow.db")
-    port = _free_port()
+    port = free_port()
     popen, record = processes.spawn(
         [
             sys.executable,

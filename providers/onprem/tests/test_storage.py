@@ -12,10 +12,6 @@ from mlport.testing import conformance
 
 class StorageFixtures(conformance.Fixtures):
     @pytest.fixture
-    def ml(self, ml: mlport.Connection) -> mlport.Connection:  # type: ignore[override]
-        return ml
-
-    @pytest.fixture
     def storage_prefix(self, ml: mlport.Connection) -> str | None:  # type: ignore[override]
         return ml.storage.prefix
 

@@ -320,10 +320,6 @@ def test_a_broken_requirement_fails_with_pips_words(root: Path, code: Path) -> N
 
 class OnPremFixtures(conformance.Fixtures):
     @pytest.fixture
-    def ml(self, ml: mlport.Connection) -> mlport.Connection:  # type: ignore[override]
-        return ml
-
-    @pytest.fixture
     def job_spec(self, code: Path) -> Callable[[str], TrainingJob]:  # type: ignore[override]
         return lambda name: job(code, name)
 
@@ -338,10 +334,6 @@ class OnPremFixtures(conformance.Fixtures):
     @pytest.fixture
     def refused_name(self) -> str:  # type: ignore[override]
         return "x" * 129
-
-    @pytest.fixture
-    def wait_timeout(self) -> float:  # type: ignore[override]
-        return 60.0
 
 
 class TestTrainingConformance(OnPremFixtures, conformance.TrainingTests): ...

@@ -64,17 +64,15 @@ def _lacks(ml_service: Any, feature: str) -> bool:
 
 
 class Fixtures:
-    """Fixtures the suite needs. ``ml`` and ``job_spec`` are required; the rest have defaults."""
+    """Fixtures the suite needs, with defaults where one makes sense.
 
-    @pytest.fixture
-    def ml(self) -> Connection:
-        """A connection to the provider under test."""
-        raise NotImplementedError("the provider's test module must supply the 'ml' fixture")
+    Three have no default; supply them in your class or in a ``conftest.py`` (a default here
+    would hide a conftest's):
 
-    @pytest.fixture
-    def job_spec(self) -> Callable[[str], TrainingJob]:
-        """``job_spec(name)`` -> a TrainingJob that SUCCEEDS quickly and produces a model."""
-        raise NotImplementedError("the provider's test module must supply 'job_spec'")
+    - ``ml``: a connection to the provider under test;
+    - ``job_spec``: ``job_spec(name)`` -> a TrainingJob that SUCCEEDS quickly and makes a model;
+    - ``model_source``: a path or URI that ``registry.register`` accepts on this provider.
+    """
 
     @pytest.fixture
     def failing_job_spec(self) -> Callable[[str], TrainingJob] | None:
@@ -85,11 +83,6 @@ class Fixtures:
     def slow_job_spec(self) -> Callable[[str], TrainingJob] | None:
         """``slow_job_spec(name)`` -> a TrainingJob that runs for a while; None to skip."""
         return None
-
-    @pytest.fixture
-    def model_source(self, tmp_path: Path) -> str:
-        """A path or URI that ``registry.register`` accepts on this provider."""
-        raise NotImplementedError("the provider's test module must supply 'model_source'")
 
     @pytest.fixture
     def rows(self) -> list[Any]:
