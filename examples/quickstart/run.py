@@ -1,4 +1,5 @@
-"""The quickstart: train, register, inspect and serve a model on the embedded on-prem default.
+"""The quickstart: train, register, inspect, serve and batch-predict a model on the embedded
+on-prem default.
 
     make demo                       # sets everything up and runs this
     python examples/quickstart/run.py
@@ -35,6 +36,27 @@ def make_data(path: Path, rows: int = 3000, seed: int = 7) -> Path:
             risk = 1.5 - tenure / 24 + charges / 60 + calls / 3 - contract / 12
             churned = int(rng.random() < 1 / (1 + 2.718 ** (-2 * risk)))
             out.writerow([f"{tenure:.1f}", f"{charges:.2f}", calls, contract, churned])
+    return path
+
+
+def make_customers(path: Path, rows: int = 5000, seed: int = 11) -> Path:
+    """Customers to score, each with an id, in the columns the model was trained on."""
+    rng = random.Random(seed)
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(
+            ["customer_id", "tenure", "monthly_charges", "support_calls", "contract_months"]
+        )
+        for number in range(rows):
+            out.writerow(
+                [
+                    f"c{number:05d}",
+                    f"{rng.uniform(0, 72):.1f}",
+                    f"{rng.uniform(20, 120):.2f}",
+                    rng.randint(0, 8),
+                    rng.choice([1, 12, 24]),
+                ]
+            )
     return path
 
 
@@ -85,6 +107,18 @@ def main() -> None:
         raise SystemExit("the endpoint and the model disagree")
     ml.endpoints.delete("churn-api")
     print("  endpoint deleted (its server process stopped)")
+
+    # Batch prediction: a file of customers, predicted in chunks by a job of its own.
+    customers = make_customers(Path(".mlport", "data", "customers.csv"))
+    batch = ml.endpoints.batch_predict(
+        version, input=customers, output=Path(".mlport", "predictions"), id_column="customer_id"
+    )
+    batch.wait()
+    output = Path(batch.output_uri.removeprefix("file://")) if batch.output_uri else None
+    print(f"\nbatch job {batch.name}: {batch.metrics['rows']:.0f} rows predicted into {output}")
+    if output is not None:
+        with (output / "customers.predictions.csv").open() as handle:
+            print("  " + "  ".join(line.strip() for line in list(handle)[:4]))
 
 
 def own_predictions(

@@ -113,7 +113,10 @@ class Job(Handle):
 
     def logs(self, follow: bool = False) -> Iterator[str]:
         """The job's log lines; with ``follow=True`` keeps yielding until the job ends."""
-        return self._svc().logs(self.name, follow=follow)
+        service: Any = self._svc()
+        if self.kind == "batch":
+            return service.batch_logs(self.name, follow=follow)  # type: ignore[no-any-return]
+        return service.logs(self.name, follow=follow)  # type: ignore[no-any-return]
 
     def cancel(self) -> Job:
         """Ask the provider to stop the job. Does not block; ``wait()`` for the end."""

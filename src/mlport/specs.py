@@ -388,10 +388,13 @@ class BatchOptions(Spec):
     """A batch prediction over files.
 
     Args:
-        input: Local path or URI of the input (CSV or JSON Lines, a file or a folder).
+        input: Local path or URI of the input (CSV, JSON Lines or Parquet; a file or a folder).
         output: Local path or URI of the folder predictions are written to.
         compute: Per-node compute.
         max_runtime: Upper bound on the job's run time.
+        batch_size: Rows read, predicted and written at a time (memory holds one such chunk).
+        id_column: A column of the input holding each row's id, written beside its prediction
+            and not sent to the model; without it a row's id is its 0-based number in its file.
         provider_options: Provider name -> native options.
     """
 
@@ -399,6 +402,8 @@ class BatchOptions(Spec):
     output: PathLike
     compute: Compute = Field(default_factory=Compute)
     max_runtime: Duration = 24 * 3600
+    batch_size: int = Field(1000, ge=1, le=1_000_000)
+    id_column: str | None = Field(None, min_length=1)
     provider_options: dict[str, dict[str, JsonValue]] = Field(default_factory=dict)
 
 

@@ -29,6 +29,11 @@ def test_quickstart_trains_and_registers(tmp_path: Path) -> None:
     served = next(line for line in result.stdout.splitlines() if "served predictions" in line)
     own = next(line for line in result.stdout.splitlines() if "the model's own" in line)
     assert served.split(":", 1)[1].strip() == own.split(":", 1)[1].strip()
+    assert ": 5000 rows predicted into" in result.stdout
+    predictions = tmp_path / ".mlport" / "predictions" / "customers.predictions.csv"
+    lines = predictions.read_text().splitlines()
+    assert lines[0] == "row_id,prediction" and len(lines) == 5001
+    assert lines[1].startswith("c00000,")
     os.chdir(tmp_path)
     ml = mlport.connect(poll_interval=0.05)
     try:

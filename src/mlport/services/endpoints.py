@@ -216,19 +216,34 @@ class EndpointService(JobOwner):
         compute: Compute | None = None,
         name: str | None = None,
         max_runtime: int | str = 24 * 3600,
+        batch_size: int = 1000,
+        id_column: str | None = None,
         provider_options: dict[str, dict[str, Any]] | None = None,
     ) -> Job:
         """Start a batch prediction job over ``input`` writing to ``output``; returns at once.
 
+        ``input`` is a CSV, JSON Lines or Parquet file, or a folder of them; ``output`` is a
+        folder that receives ``<file>.predictions.<ext>`` per input file (``row_id`` and
+        ``prediction`` columns) and ``_batch.json`` when the job succeeds
+        (:mod:`mlport.serving.batch`). ``job.wait()`` follows it; ``job.metrics["rows"]`` counts
+        the rows predicted.
+
         Raises:
-            InvalidSpecError: a local input that does not exist.
+            InvalidSpecError: a local input that does not exist, or bad options.
         """
         self._require("endpoints.batch")
+        if not isinstance(version, ModelVersion):
+            raise InvalidSpecError(
+                f"batch_predict() takes a ModelVersion (from registry.register or registry.get), "
+                f"got {type(version).__name__}"
+            )
         options = BatchOptions(
             input=str(input),
             output=str(output),
             compute=compute or Compute(),
             max_runtime=max_runtime,  # type: ignore[arg-type]
+            batch_size=batch_size,
+            id_column=id_column,
             provider_options=provider_options or {},
         )
         source = options.input
@@ -256,6 +271,16 @@ class EndpointService(JobOwner):
         """
         self._require("endpoints.batch")
         return self._bind(self._call("get", self._get_batch, name))
+
+    def batch_logs(self, name: str, *, follow: bool = False) -> Iterator[str]:
+        """The log lines of batch job ``name``; with ``follow=True`` until it ends."""
+        self._require("endpoints.batch")
+        return self._follow(name, self.get_batch, follow)
+
+    def list_batch(self) -> Iterator[Job]:
+        """Batch jobs, newest first where the provider orders them; pages fetched lazily."""
+        self._require("endpoints.batch")
+        return self._paginate(self._list_batch)
 
     def _wait_endpoint(self, endpoint: Endpoint, *, timeout: float | None, progress: bool) -> None:
         def poll() -> tuple[bool, str, str]:
@@ -311,6 +336,9 @@ class EndpointService(JobOwner):
         self._not_implemented("endpoints.batch")
 
     def _get_batch(self, name: str) -> Job:
+        self._not_implemented("endpoints.batch")
+
+    def _list_batch(self, page_token: str | None) -> Page[Job]:
         self._not_implemented("endpoints.batch")
 
     def _read_batch_logs(self, name: str, cursor: str | None) -> LogChunk:

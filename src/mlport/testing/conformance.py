@@ -24,6 +24,7 @@ optional fixture (``slow_job_spec``, ``faults``, ...) the provider does not supp
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -472,6 +473,33 @@ class EndpointTests(_ServiceTests):
             pytest.skip("the provider supplies no refused_name")
         with pytest.raises(InvalidSpecError, match=ml.endpoints.provider_name):
             ml.endpoints.deploy(refused_name, version)
+
+    def test_batch_predict(
+        self,
+        ml: Connection,
+        version: ModelVersion,
+        rows: list[Any],
+        tmp_path: Path,
+        wait_timeout: float,
+    ) -> None:
+        source = tmp_path / "batch-in" / "rows.jsonl"
+        source.parent.mkdir()
+        source.write_text("".join(json.dumps(row) + "\n" for row in rows * 3))
+        if _lacks(ml.endpoints, "endpoints.batch"):
+            with pytest.raises(NotSupportedError):
+                ml.endpoints.batch_predict(version, input=source, output=tmp_path / "out")
+            return
+        job = ml.endpoints.batch_predict(
+            version, input=source, output=tmp_path / "batch-out", batch_size=2
+        )
+        assert job.kind == "batch"
+        job.wait(wait_timeout)
+        assert job.status is JobStatus.SUCCEEDED
+        assert job.name in {j.name for j in ml.endpoints.list_batch()}
+        assert job.output_uri
+        if job.output_uri.startswith("file://"):
+            written = (tmp_path / "batch-out" / "rows.predictions.jsonl").read_text().splitlines()
+            assert [json.loads(line)["row_id"] for line in written] == list(range(len(rows) * 3))
 
 
 class MonitoringTests(_ServiceTests):

@@ -54,7 +54,6 @@ provider = ProviderSpec(
         "training.distributed": "the local executor runs one node",
         "training.spot": "there is no spot capacity on-prem",
         "endpoints.autoscaling": "replicas are fixed worker processes on this machine",
-        "endpoints.batch": "on-prem batch prediction is not built yet",
         "monitoring": "on-prem monitoring arrives with the drift engine",
     },
     catalog="local",

@@ -36,6 +36,7 @@ from mlport.handles import Endpoint
 from mlport.processes import ProcessRecord, is_running, spawn, stop
 from mlport.services import DeployRequest, EndpointService, Page
 from mlport.status import EndpointStatus
+from mlport_onprem.batch import BatchJobs
 
 if TYPE_CHECKING:
     from mlport_onprem.root import OnPremProvider
@@ -65,8 +66,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-class OnPremEndpoints(EndpointService):
-    """Endpoints served by ``python -m mlport.serving`` processes under the root."""
+class OnPremEndpoints(BatchJobs, EndpointService):
+    """Endpoints served by ``python -m mlport.serving`` processes under the root; batch jobs
+    (:mod:`mlport_onprem.batch`)."""
 
     provider: OnPremProvider
 

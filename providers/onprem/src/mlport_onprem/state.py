@@ -1,4 +1,4 @@
-"""The state of a root, in SQLite: jobs and notebooks, shared by every process using the root.
+"""The state of a root, in SQLite: jobs, batch jobs, notebooks and endpoints, shared by every process using the root.
 
 Each process opens its own connection (WAL mode, a busy timeout), so the submitting process, a
 job's supervisor and ``mlport`` commands run elsewhere all see the same rows. Rows hold JSON
@@ -36,13 +36,19 @@ CREATE TABLE IF NOT EXISTS endpoints (
     status TEXT NOT NULL,
     doc TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS batches (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 """
 
-TABLES = ("jobs", "notebooks", "endpoints")
+TABLES = ("jobs", "notebooks", "endpoints", "batches")
 
 
 class StateStore:

@@ -26,7 +26,7 @@ from mlport.status import JobStatus
 if TYPE_CHECKING:
     from mlport_onprem.root import OnPremProvider
 
-__all__ = ["OnPremTraining"]
+__all__ = ["OnPremTraining", "job_view", "read_log_files"]
 
 PAGE_SIZE = 50
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
@@ -59,6 +59,49 @@ def _git(source_dir: Path) -> dict[str, Any] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": bool(dirty)}
+
+
+def job_view(doc: dict[str, Any], folder: Path, kind: str = "training") -> Job:
+    """The handle of a job (training or batch) from its state document."""
+
+    def when(key: str) -> datetime | None:
+        value = doc.get(key)
+        return datetime.fromisoformat(value) if value else None
+
+    return Job(
+        name=doc["name"],
+        kind=kind,
+        status=JobStatus(doc["status"]),
+        provider_id=str(folder),
+        metrics=doc.get("metrics", {}),
+        failure_reason=doc.get("failure_reason"),
+        model_uri=doc.get("model_uri"),
+        output_uri=doc.get("output_uri"),
+        lineage=doc.get("lineage", {}),
+        message=doc.get("message", ""),
+        created_at=when("created_at"),
+        started_at=when("started_at"),
+        ended_at=when("ended_at"),
+        spec_hash=doc.get("spec_hash"),
+        tags=doc.get("tags", {}),
+    )
+
+
+def read_log_files(paths: list[Path], cursor: str | None, finished: bool) -> LogChunk:
+    """New complete lines of log files since ``cursor`` (one byte offset per file, ``a:b``)."""
+    offsets = [int(part) for part in cursor.split(":")] if cursor else [0] * len(paths)
+    lines: list[str] = []
+    for index, path in enumerate(paths):
+        if not path.exists():
+            continue
+        with path.open("rb") as handle:
+            handle.seek(offsets[index])
+            data = handle.read()
+        # A partial last line waits for its newline, unless the job has ended.
+        complete = data if finished else data[: data.rfind(b"\n") + 1]
+        offsets[index] += len(complete)
+        lines += complete.decode(errors="replace").splitlines()
+    return LogChunk(lines, ":".join(str(offset) for offset in offsets))
 
 
 class OnPremTraining(TrainingService):
@@ -190,25 +233,7 @@ class OnPremTraining(TrainingService):
         )
 
     def _view(self, doc: dict[str, Any]) -> Job:
-        def when(key: str) -> datetime | None:
-            value = doc.get(key)
-            return datetime.fromisoformat(value) if value else None
-
-        return Job(
-            name=doc["name"],
-            status=JobStatus(doc["status"]),
-            provider_id=str(self._job_dir(doc["name"])),
-            metrics=doc.get("metrics", {}),
-            failure_reason=doc.get("failure_reason"),
-            model_uri=doc.get("model_uri"),
-            lineage=doc.get("lineage", {}),
-            message=doc.get("message", ""),
-            created_at=when("created_at"),
-            started_at=when("started_at"),
-            ended_at=when("ended_at"),
-            spec_hash=doc.get("spec_hash"),
-            tags=doc.get("tags", {}),
-        )
+        return job_view(doc, self._job_dir(doc["name"]))
 
     def _doc(self, name: str) -> dict[str, Any]:
         doc = self.provider.state.get("jobs", name)
@@ -237,20 +262,7 @@ class OnPremTraining(TrainingService):
     def _read_logs(self, name: str, cursor: str | None) -> LogChunk:
         finished = self._doc(name)["status"] in TERMINAL
         job_dir = self._job_dir(name)
-        offsets = [int(part) for part in (cursor or "0:0").split(":")]
-        lines: list[str] = []
-        for index, file_name in enumerate(("script.out", "script.err")):
-            path = job_dir / file_name
-            if not path.exists():
-                continue
-            with path.open("rb") as handle:
-                handle.seek(offsets[index])
-                data = handle.read()
-            # A partial last line waits for its newline, unless the job has ended.
-            complete = data if finished else data[: data.rfind(b"\n") + 1]
-            offsets[index] += len(complete)
-            lines += complete.decode(errors="replace").splitlines()
-        return LogChunk(lines, f"{offsets[0]}:{offsets[1]}")
+        return read_log_files([job_dir / "script.out", job_dir / "script.err"], cursor, finished)
 
     def _delete(self, name: str) -> None:
         self._doc(name)

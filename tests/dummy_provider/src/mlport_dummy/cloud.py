@@ -207,7 +207,10 @@ class DummyTraining(_DummyService, TrainingService):
 
     def _list(self, page_token: str | None) -> Page[Job]:
         def action() -> Page[Job]:
-            names = sorted(self.world.jobs, key=lambda n: -self.world.jobs[n]["id"])
+            jobs = self.world.jobs
+            names = sorted(
+                (n for n in jobs if "batch" not in jobs[n]), key=lambda n: -jobs[n]["id"]
+            )
             page = _page(names, page_token)
             return Page([self._view(n, advance=False) for n in page.items], page.next_token)
 
@@ -490,6 +493,15 @@ class DummyEndpoints(_DummyService, EndpointService):
 
     def _get_batch(self, name: str) -> Job:
         return self._do("endpoints.get_batch", lambda: self._batch_view(name))
+
+    def _list_batch(self, page_token: str | None) -> Page[Job]:
+        def action() -> Page[Job]:
+            jobs = self.world.jobs
+            names = sorted((n for n in jobs if "batch" in jobs[n]), key=lambda n: -jobs[n]["id"])
+            page = _page(names, page_token)
+            return Page([self._batch_view(n, advance=False) for n in page.items], page.next_token)
+
+        return self._do("endpoints.list_batch", action)
 
     def _cancel_batch(self, name: str) -> None:
         def action() -> None:
