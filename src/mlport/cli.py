@@ -9,9 +9,15 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from typing import Annotated, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from mlport.connection import Connection
+    from mlport.handles import Endpoint
 
 app = typer.Typer(
     name="mlport",
@@ -23,9 +29,14 @@ app = typer.Typer(
 providers_app = typer.Typer(help="Installed providers.", invoke_without_command=True)
 config_app = typer.Typer(help="Check mlport.toml.", no_args_is_help=True)
 compute_app = typer.Typer(help="The compute catalog.", no_args_is_help=True)
+endpoints_app = typer.Typer(
+    help="Online endpoints: deploy a registered model, list, predict, read logs, delete.",
+    no_args_is_help=True,
+)
 app.add_typer(providers_app, name="providers")
 app.add_typer(config_app, name="config")
 app.add_typer(compute_app, name="compute")
+app.add_typer(endpoints_app, name="endpoints")
 
 from mlport.serving.command import serve_command  # noqa: E402  (light: typer and stdlib only)
 
@@ -205,6 +216,311 @@ def down(
     for line in stopped:
         typer.echo(f"stopped {line}")
     typer.echo(f"{len(stopped)} process(es) stopped")
+
+
+# -- endpoints
+
+
+_Profile = Annotated[
+    str | None, typer.Option(help="Profile of mlport.toml to use (default: as connect() picks).")
+]
+
+
+@contextmanager
+def _connect(profile: str | None) -> Iterator[Connection]:
+    import mlport
+
+    connection = mlport.connect(profile=profile)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def _bad(message: str) -> Exception:
+    """An error about a command-line value, printed as one line like every other error."""
+    from mlport.errors import InvalidSpecError
+
+    return InvalidSpecError(message)
+
+
+def _traffic(endpoint: Endpoint) -> str:
+    """``"1 (90%), 2 (10%)"``: each version on the endpoint with its share of traffic."""
+    return ", ".join(f"{version} ({share:g}%)" for version, share in endpoint.variants.items())
+
+
+@endpoints_app.command("deploy")
+def endpoints_deploy(  # noqa: PLR0917 - one parameter per command-line option
+    name: Annotated[str, typer.Argument(help="Endpoint name (created, or updated if it exists).")],
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[
+        str | None,
+        typer.Option(help="Model version number to deploy (default: the latest version)."),
+    ] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(help="Deploy the version holding this stage or alias, e.g. production."),
+    ] = None,
+    replicas: Annotated[
+        int, typer.Option(min=1, help="Replicas (on-prem: server worker processes).")
+    ] = 1,
+    capture_percent: Annotated[
+        float,
+        typer.Option(
+            "--capture-percent", min=0, max=100, help="Share of requests captured for monitoring."
+        ),
+    ] = 0.0,
+    traffic_percent: Annotated[
+        float | None,
+        typer.Option(
+            "--traffic-percent",
+            min=0,
+            max=100,
+            help="Add the version beside the serving one as a canary taking this share of "
+            "traffic (the endpoint must exist). Without it the new version replaces the old.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="Seconds to wait for READY (default: no limit)."),
+    ] = None,
+    profile: _Profile = None,
+) -> None:
+    """Deploy a registered model version to an endpoint and wait until it is READY."""
+    if version is not None and stage is not None:
+        raise _bad(
+            f"give --version or --stage, not both (--version {version} --stage {stage}); "
+            "without either the latest version is deployed"
+        )
+    if version is not None and not (version.isdigit() or version == "latest"):
+        raise _bad(
+            f"--version {version!r} is not a version number; give one such as --version 3, "
+            f"or use --stage {version} for a stage or alias"
+        )
+    from mlport.errors import NotFoundError, WaitTimeoutError
+
+    with _connect(profile) as ml:
+        chosen = ml.registry.get(model, stage if stage is not None else version)
+        if traffic_percent is not None:
+            try:
+                ml.endpoints.get(name)
+            except NotFoundError:
+                raise _bad(
+                    f"--traffic-percent adds a canary beside the serving version, but endpoint "
+                    f"{name!r} does not exist yet; deploy a first version without "
+                    "--traffic-percent"
+                ) from None
+        how = f" (stage {stage})" if stage is not None else ""
+        typer.echo(
+            f"deploying model {chosen.name} version {chosen.version}{how} to endpoint {name}",
+            err=True,
+        )
+        try:
+            endpoint = ml.endpoints.deploy(
+                name,
+                chosen,
+                min_replicas=replicas,
+                capture_percent=capture_percent,
+                traffic_percent=traffic_percent,
+                wait=True,
+                timeout=timeout,
+            )
+        except WaitTimeoutError as exc:
+            if timeout is None:
+                raise
+            raise WaitTimeoutError(
+                f"endpoint {name} was not READY within --timeout {timeout:g}s; the deployment "
+                "carries on: see its status with mlport endpoints list",
+                resource=name,
+            ) from exc
+    typer.echo(f"name:     {endpoint.name}")
+    typer.echo(f"status:   {endpoint.status.value}")
+    if endpoint.model:
+        typer.echo(f"model:    {endpoint.model}")
+    typer.echo(f"versions: {_traffic(endpoint) or '-'}")
+    if endpoint.url:
+        typer.echo(f"url:      {endpoint.url}")
+
+
+@endpoints_app.command("list")
+def endpoints_list(profile: _Profile = None) -> None:
+    """List endpoints with their status and the versions they serve, with traffic shares."""
+    with _connect(profile) as ml:
+        endpoints = list(ml.endpoints.list())
+    if not endpoints:
+        typer.echo("no endpoints")
+        return
+    rows = [
+        [e.name, e.status.value, e.model or "", _traffic(e) or "-", e.url or ""] for e in endpoints
+    ]
+    _table("endpoints", ["name", "status", "model", "versions (traffic)", "url"], rows)
+
+
+@endpoints_app.command("delete")
+def endpoints_delete(
+    name: Annotated[str, typer.Argument(help="Endpoint name.")],
+    profile: _Profile = None,
+) -> None:
+    """Delete an endpoint and what was created for it (its server). Idempotent."""
+    from mlport.errors import NotFoundError
+
+    with _connect(profile) as ml:
+        try:
+            ml.endpoints.get(name)
+        except NotFoundError:
+            typer.echo(f"endpoint {name}: not found, nothing to do")
+            return
+        ml.endpoints.delete(name)
+    typer.echo(f"endpoint {name}: deleted")
+
+
+def _rows_from_json(text: str, where: str) -> list[Any]:
+    example = 'e.g. [[1, 2], [3, 4]] or {"instances": [[1, 2]]}'
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise _bad(f"{where} is not valid JSON ({exc}); give a list of rows, {example}") from None
+    if isinstance(value, dict):
+        if "instances" not in value:
+            raise _bad(
+                f'{where} holds a JSON object without "instances"; give a list of rows, '
+                f"{example} (a single row of named features goes in a list: [{{...}}])"
+            )
+        value = value["instances"]
+    if not isinstance(value, list):
+        raise _bad(f"{where} holds {type(value).__name__}, not a list of rows; {example}")
+    if value and not any(isinstance(row, list | dict) for row in value):
+        raise _bad(f"{where} holds a single row; wrap it in a list: [{json.dumps(value)}]")
+    return value
+
+
+def _rows_from_csv(text: str, where: str) -> tuple[list[Any], bool]:
+    """Rows of a CSV text, and whether its first line was a header (rows are then objects)."""
+    import csv
+    import io
+
+    from mlport.serving.formats import cell_value, is_number
+
+    lines = [line for line in csv.reader(io.StringIO(text), strict=True) if line]
+    if not lines:
+        return [], False
+    columns: list[str] | None = None
+    if not any(is_number(cell) for cell in lines[0]):
+        columns = [cell.strip() for cell in lines[0]]
+        lines = lines[1:]
+    width = len(columns) if columns is not None else len(lines[0]) if lines else 0
+    rows: list[Any] = []
+    for number, line in enumerate(lines, start=2 if columns is not None else 1):
+        if len(line) != width:
+            raise _bad(
+                f"{where}: CSV row {number} has {len(line)} values where the "
+                f"{'header' if columns is not None else 'first row'} has {width}; every row "
+                "needs the same number of values"
+            )
+        values = [cell_value(cell) for cell in line]
+        rows.append(dict(zip(columns, values, strict=True)) if columns is not None else values)
+    return rows, columns is not None
+
+
+def _read_rows(rows_json: str | None, file: str | None) -> tuple[list[Any], str, bool]:
+    """The rows to predict, where they came from, and whether they came with a CSV header."""
+    if rows_json is not None and file is not None:
+        raise _bad("give the rows with --json or with --file, not both")
+    if rows_json is None and file is None:
+        raise _bad(
+            "no rows to predict: give --json '[[1, 2]]', or --file with a JSON or CSV file "
+            "(--file - reads stdin)"
+        )
+    header = False
+    if rows_json is not None:
+        where = "--json"
+        rows = _rows_from_json(rows_json, where)
+    else:
+        assert file is not None
+        from pathlib import Path
+
+        if file == "-":
+            where, text, suffix = "--file - (stdin)", sys.stdin.read(), ""
+        else:
+            path = Path(file).expanduser()
+            where = f"--file {file}"
+            if not path.is_file():
+                raise _bad(f"{where}: no such file; give a JSON or CSV file, or - for stdin")
+            try:
+                text = path.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise _bad(f"{where} cannot be read as UTF-8 text: {exc}") from None
+            suffix = path.suffix.lower()
+        is_json = suffix == ".json" or (suffix != ".csv" and text.lstrip()[:1] in ("[", "{"))
+        if is_json:
+            rows = _rows_from_json(text, where)
+        else:
+            import csv
+
+            try:
+                rows, header = _rows_from_csv(text, where)
+            except csv.Error as exc:
+                raise _bad(f"{where} cannot be read as CSV: {exc}") from None
+    if not rows:
+        raise _bad(f"{where} holds no rows; give at least one, e.g. [[1, 2]]")
+    return rows, where, header
+
+
+@endpoints_app.command("predict")
+def endpoints_predict(
+    name: Annotated[str, typer.Argument(help="Endpoint name.")],
+    rows_json: Annotated[
+        str | None,
+        typer.Option(
+            "--json",
+            help="Rows as JSON: a list of rows, e.g. '[[1, 2], [3, 4]]', or {\"instances\": [...]}.",
+        ),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            help="Rows from a JSON file (as --json), a CSV file (first line a header when none "
+            "of its cells is a number), or - for stdin.",
+        ),
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(help="Send every row to this model version instead of following traffic."),
+    ] = None,
+    profile: _Profile = None,
+) -> None:
+    """Send rows to an endpoint; prints the predictions as one line of JSON."""
+    rows, where, header = _read_rows(rows_json, file)
+    from mlport.errors import InvalidSpecError
+
+    with _connect(profile) as ml:
+        try:
+            predictions = ml.endpoints.predict(name, rows, variant=variant)
+        except InvalidSpecError as exc:
+            if header:
+                raise _bad(
+                    f"{exc}; note: the first line of {where} was read as a header, so the rows "
+                    "were sent as feature -> value objects; for a model without feature names, "
+                    "remove the header line"
+                ) from exc
+            raise
+    typer.echo(json.dumps(predictions))
+
+
+@endpoints_app.command("logs")
+def endpoints_logs(
+    name: Annotated[str, typer.Argument(help="Endpoint name.")],
+    tail: Annotated[int | None, typer.Option(min=1, help="Print only the last N lines.")] = None,
+    profile: _Profile = None,
+) -> None:
+    """Print the endpoint's serving log."""
+    from collections import deque
+
+    with _connect(profile) as ml:
+        lines = ml.endpoints.logs(name)
+        for line in deque(lines, maxlen=tail) if tail is not None else lines:
+            typer.echo(line.rstrip("\n"))
 
 
 def main(argv: list[str] | None = None) -> Any:

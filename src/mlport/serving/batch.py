@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlport.errors import InvalidSpecError, MissingDependencyError
 from mlport.runtime import sha256_file
-from mlport.serving.formats import dumps, loads
+from mlport.serving.formats import cell_value, dumps, is_number, loads
 from mlport.serving.model import InputError
 
 if TYPE_CHECKING:
@@ -121,26 +121,6 @@ def output_name(relative: Path) -> Path:
 Chunk = tuple[list[Any], list[str] | None, list[list[Any]]]
 
 
-def _cell(text: str) -> Any:
-    text = text.strip()
-    if not text:
-        return math.nan
-    if text.isdigit() or (text[0] in "+-" and text[1:].isdigit()):
-        return int(text)
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _split_id(
     columns: list[str] | None, id_column: str | None, where: str
 ) -> tuple[list[str] | None, int | None]:
@@ -178,7 +158,7 @@ def _read_csv(path: Path, size: int, id_column: str | None) -> Iterator[Chunk]:
                     continue
                 if first:
                     first = False
-                    if not any(_is_number(cell) for cell in line):
+                    if not any(is_number(cell) for cell in line):
                         columns = [cell.strip() for cell in line]
                         width = len(columns)
                         columns, id_index = _split_id(columns, id_column, path.name)
@@ -192,7 +172,7 @@ def _read_csv(path: Path, size: int, id_column: str | None) -> Iterator[Chunk]:
                         f"{'header' if columns is not None else 'first row'} has {width}"
                     )
                 if id_index is not None:
-                    ids.append(_cell(line.pop(id_index)))
+                    ids.append(cell_value(line.pop(id_index)))
                 else:
                     ids.append(number)
                 rows.append(line)
@@ -428,7 +408,9 @@ def _csv_inputs(model: ServedModel, columns: list[str] | None, rows: list[list[s
             pass
         else:
             return array[:, order] if order else array
-    return _model_rows(model, columns, [[_cell(cell) for cell in row] for row in rows])
+    return _model_rows(
+        model, columns, [[cell_value(cell, math.nan) for cell in row] for row in rows]
+    )
 
 
 def _bad_row(

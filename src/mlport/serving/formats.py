@@ -30,8 +30,10 @@ from typing import Any
 
 __all__ = [
     "FormatError",
+    "cell_value",
     "csv_rows",
     "dumps",
+    "is_number",
     "json_rows",
     "loads",
     "predictions_csv",
@@ -182,18 +184,26 @@ def json_rows(document: Any) -> list[Any]:
     raise FormatError(f"the body has none of {_KEYS}")
 
 
-def _cell(text: str) -> Any:
+def cell_value(text: str, empty: Any = None) -> Any:
+    """A CSV cell as an int or float where it reads as one, else the text; ``empty`` if blank."""
     text = text.strip()
     if not text:
-        return None
-    try:
+        return empty
+    if text.isdigit() or (text[0] in "+-" and text[1:].isdigit()):
         return int(text)
-    except ValueError:
-        pass
     try:
         return float(text)
     except ValueError:
         return text
+
+
+def is_number(text: str) -> bool:
+    """Whether a CSV cell reads as a number (a first line with none is a header)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def csv_rows(body: bytes, feature_names: Sequence[str] | None) -> list[Any]:
@@ -221,7 +231,7 @@ def csv_rows(body: bytes, feature_names: Sequence[str] | None) -> list[Any]:
     for number, line in enumerate(lines):
         if len(line) != width:
             raise FormatError(f"CSV row {number} has {len(line)} values but row 0 has {width}")
-        values = [_cell(cell) for cell in line]
+        values = [cell_value(cell) for cell in line]
         rows.append(dict(zip(header, values, strict=True)) if header else values)
     return rows
 
