@@ -249,6 +249,21 @@ def _traffic(endpoint: Endpoint) -> str:
     return ", ".join(f"{version} ({share:g}%)" for version, share in endpoint.variants.items())
 
 
+def _version_choice(version: str | None, stage: str | None, what: str) -> str | None:
+    """The version or stage to look up from --version/--stage (None: the latest)."""
+    if version is not None and stage is not None:
+        raise _bad(
+            f"give --version or --stage, not both (--version {version} --stage {stage}); "
+            f"without either the latest version is {what}"
+        )
+    if version is not None and not (version.isdigit() or version == "latest"):
+        raise _bad(
+            f"--version {version!r} is not a version number; give one such as --version 3, "
+            f"or use --stage {version} for a stage or alias"
+        )
+    return stage if stage is not None else version
+
+
 @endpoints_app.command("deploy")
 def endpoints_deploy(  # noqa: PLR0917 - one parameter per command-line option
     name: Annotated[str, typer.Argument(help="Endpoint name (created, or updated if it exists).")],
@@ -287,20 +302,11 @@ def endpoints_deploy(  # noqa: PLR0917 - one parameter per command-line option
     profile: _Profile = None,
 ) -> None:
     """Deploy a registered model version to an endpoint and wait until it is READY."""
-    if version is not None and stage is not None:
-        raise _bad(
-            f"give --version or --stage, not both (--version {version} --stage {stage}); "
-            "without either the latest version is deployed"
-        )
-    if version is not None and not (version.isdigit() or version == "latest"):
-        raise _bad(
-            f"--version {version!r} is not a version number; give one such as --version 3, "
-            f"or use --stage {version} for a stage or alias"
-        )
+    wanted = _version_choice(version, stage, "deployed")
     from mlport.errors import NotFoundError, WaitTimeoutError
 
     with _connect(profile) as ml:
-        chosen = ml.registry.get(model, stage if stage is not None else version)
+        chosen = ml.registry.get(model, wanted)
         if traffic_percent is not None:
             try:
                 ml.endpoints.get(name)
@@ -340,6 +346,53 @@ def endpoints_deploy(  # noqa: PLR0917 - one parameter per command-line option
     typer.echo(f"versions: {_traffic(endpoint) or '-'}")
     if endpoint.url:
         typer.echo(f"url:      {endpoint.url}")
+
+
+@endpoints_app.command("batch")
+def endpoints_batch(  # noqa: PLR0917 - one parameter per command-line option
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    input: Annotated[
+        str, typer.Argument(help="A CSV, JSON Lines or Parquet file, or a folder of them.")
+    ],
+    output: Annotated[str, typer.Argument(help="Folder the predictions are written to.")],
+    version: Annotated[
+        str | None,
+        typer.Option(help="Model version number (default: the latest version)."),
+    ] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(help="Use the version holding this stage or alias, e.g. production."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows predicted at a time.")
+    ] = 1000,
+    id_column: Annotated[
+        str | None,
+        typer.Option("--id-column", help="Input column holding each row's id (not a feature)."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait for the job to end (default).")
+    ] = True,
+    profile: _Profile = None,
+) -> None:
+    """Predict a model version over files in a batch job; prints the job and its output."""
+    wanted = _version_choice(version, stage, "used")
+    with _connect(profile) as ml:
+        chosen = ml.registry.get(model, wanted)
+        job = ml.endpoints.batch_predict(
+            chosen, input=input, output=output, batch_size=batch_size, id_column=id_column
+        )
+        typer.echo(f"batch job {job.name}: model {chosen.name} version {chosen.version}", err=True)
+        if wait:
+            job.wait()
+            rows = job.metrics.get("rows")
+            typer.echo(
+                f"batch job {job.name}: {job.status.value}"
+                + (f", {rows:,.0f} rows" if rows is not None else "")
+                + f", output {job.output_uri or output}"
+            )
+        else:
+            typer.echo(f"batch job {job.name}: {job.status.value}")
 
 
 @endpoints_app.command("list")

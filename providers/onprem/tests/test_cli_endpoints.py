@@ -218,3 +218,24 @@ def test_cli_stays_light() -> None:
     modules = set(json.loads(subprocess.check_output([sys.executable, "-c", code])))
     heavy = {"mlport.connection", "mlport_onprem", "mlflow", "numpy", "sklearn"}
     assert not modules & heavy, modules & heavy
+
+
+def test_batch_predicts_a_file_and_reports_the_rows(
+    ml: mlport.Connection, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    import joblib
+
+    folder = _package(project / "pkg")
+    ml.registry.register("clf", str(folder))
+    rows = [[i / 10, 1 - i / 7] for i in range(40)]
+    (project / "rows.csv").write_text("".join(f"{a},{b}\n" for a, b in rows))
+    code, out, err = endpoints(capsys, "batch", "clf", "rows.csv", "out", "--batch-size", "7")
+    assert code == 0, err
+    assert "batch job batch-clf-" in err and ": SUCCEEDED, 40 rows, output file://" in out
+    with (project / "out" / "rows.predictions.csv").open() as handle:
+        written = [int(row["prediction"]) for row in csv.DictReader(handle)]
+    assert written == [int(v) for v in joblib.load(folder / "model.joblib").predict(rows)]
+    code, out, err = endpoints(capsys, "batch", "clf", "missing.csv", "out")
+    assert code == 2 and "does not exist" in one_error(err)
