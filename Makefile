@@ -37,6 +37,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) benchmarks/import_time.py
 	$(PY) benchmarks/serving.py
+	$(PY) benchmarks/drift.py
 
 # Re-pin: resolve from scratch in a throwaway venv and write what was installed.
 constraints:
