@@ -192,8 +192,20 @@ class OnPremEndpoints(BatchJobs, EndpointService):
                 },
                 version: {**staged, "weight": float(share)},
             }
-        config = self._config(name, request, variants)
-        self._reload(name, config, previous)
+        # An update changes the served versions only: the running server keeps its workers,
+        # capture and the rest (the server applies changes to those only on a restart).
+        config = (
+            {**previous, "variants": variants}
+            if previous
+            else self._config(name, request, variants)
+        )
+        try:
+            self._reload(name, config, previous)
+        except DeploymentFailedError:
+            if version not in current:
+                # A copy that did not load (e.g. damaged) is fetched afresh by the next deploy.
+                shutil.rmtree(staged["path"], ignore_errors=True)
+            raise
         self.provider.state.update(TABLE, name, status="READY", model=request.version.name)
         return self._view(self._doc(name))
 
@@ -210,15 +222,30 @@ class OnPremEndpoints(BatchJobs, EndpointService):
         before = _read_json(folder / "status.json") or {}
         _write_json(folder / "config.json", config)
         self.provider.state.update(TABLE, name, status="UPDATING")
+        try:
+            self._await_reload(name, record, config, previous, before)
+        finally:
+            # Whatever the outcome the server keeps serving one configuration (a dead server is
+            # found FAILED by the next get).
+            self.provider.state.update(TABLE, name, status="READY")
+
+    def _await_reload(
+        self,
+        name: str,
+        record: ProcessRecord,
+        config: dict[str, Any],
+        previous: dict[str, Any],
+        before: dict[str, Any],
+    ) -> None:
+        folder = self._folder(name)
         os.kill(record.pid, signal.SIGHUP)
-        wanted = set(config["variants"])
+        wanted = {version: float(v["weight"]) for version, v in config["variants"].items()}
         deadline = time.monotonic() + RELOAD_TIMEOUT
         while time.monotonic() < deadline:
             status = _read_json(folder / "status.json") or {}
             if status.get("last_reload_at") != before.get("last_reload_at"):
                 if status.get("last_reload_error"):
                     _write_json(folder / "config.json", previous)
-                    self.provider.state.update(TABLE, name, status="READY")
                     raise DeploymentFailedError(
                         f"endpoint {name!r}: the new version did not load, the previous one keeps "
                         f"serving: {status['last_reload_error']}",
@@ -226,10 +253,12 @@ class OnPremEndpoints(BatchJobs, EndpointService):
                         resource=name,
                     )
                 served = status.get("variants") or {}
-                names = (
-                    set(served) if isinstance(served, dict) else {v.get("version") for v in served}
-                )
-                if names == wanted and all(
+                if not isinstance(served, dict):
+                    served = {v.get("version"): v for v in served}
+                # Versions and weights: a change of weights alone keeps the versions, and the
+                # status lists the old ones until every worker has swapped.
+                serving = {version: float(v.get("weight", 0)) for version, v in served.items()}
+                if serving == wanted and all(
                     w.get("generation") == status.get("generation")
                     for w in status.get("workers", [])
                 ):
