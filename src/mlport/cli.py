@@ -17,7 +17,7 @@ import typer
 
 if TYPE_CHECKING:
     from mlport.connection import Connection
-    from mlport.handles import Endpoint
+    from mlport.handles import DriftReport, Endpoint
 
 app = typer.Typer(
     name="mlport",
@@ -36,7 +36,12 @@ endpoints_app = typer.Typer(
 app.add_typer(providers_app, name="providers")
 app.add_typer(config_app, name="config")
 app.add_typer(compute_app, name="compute")
+monitor_app = typer.Typer(
+    help="Drift monitors of endpoints: run one now, show the latest report.",
+    no_args_is_help=True,
+)
 app.add_typer(endpoints_app, name="endpoints")
+app.add_typer(monitor_app, name="monitor")
 
 from mlport.serving.command import serve_command  # noqa: E402  (light: typer and stdlib only)
 
@@ -574,6 +579,105 @@ def endpoints_logs(
         lines = ml.endpoints.logs(name)
         for line in deque(lines, maxlen=tail) if tail is not None else lines:
             typer.echo(line.rstrip("\n"))
+
+
+# -- monitors
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _show_report(report: DriftReport) -> None:
+    """The report's window, its per-feature table and verdict on stdout."""
+    start = report.window_start.isoformat(timespec="seconds") if report.window_start else "?"
+    end = report.window_end.isoformat(timespec="seconds") if report.window_end else "?"
+    typer.echo(
+        f"endpoint {report.endpoint}: window {start} to {end}, {report.current_size:,} rows "
+        f"(baseline {report.reference_size:,})"
+    )
+    if report.features:
+        rows = [
+            [
+                f.feature,
+                f.kind,
+                f.statistic,
+                _number(f.value),
+                _number(f.threshold),
+                _number(f.p_value),
+                "DRIFT" if f.drifted else "no",
+                f"{f.reference_size:,}",
+                f"{f.current_size:,}",
+            ]
+            for f in report.features
+        ]
+        from mlport.monitoring.report_page import TABLE_COLUMNS
+
+        _table("features", list(TABLE_COLUMNS), rows)
+        drifted = report.drifted_features
+        typer.echo(f"drifted: {', '.join(drifted)}" if drifted else "no drift")
+    if report.message:
+        typer.echo(report.message)
+    if report.alert:
+        typer.echo(f"alert: {report.alert}")
+    if report.report_uri:
+        typer.echo(f"report: {report.report_uri}")
+
+
+def _write_html(report: DriftReport, path: str) -> None:
+    from pathlib import Path
+
+    target = Path(path)
+    target.write_text(report.to_html(), encoding="utf-8")
+    typer.echo(f"wrote {target}", err=True)
+
+
+_Html = Annotated[
+    str | None, typer.Option("--html", help="Also write the report as a self-contained HTML page.")
+]
+
+
+@monitor_app.command("run")
+def monitor_run(
+    endpoint: Annotated[str, typer.Argument(help="The monitored endpoint.")],
+    html: _Html = None,
+    profile: _Profile = None,
+) -> None:
+    """Run the endpoint's monitor now and print the drift of each feature.
+
+    The run reads the requests captured since the monitor's last run.
+    """
+    with _connect(profile) as ml:
+        report = ml.monitoring.run(endpoint)
+    _show_report(report)
+    if html:
+        _write_html(report, html)
+
+
+@monitor_app.command("report")
+def monitor_report(
+    endpoint: Annotated[str, typer.Argument(help="The monitored endpoint.")],
+    html: _Html = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    profile: _Profile = None,
+) -> None:
+    """Show the latest report of the endpoint's monitor."""
+    from mlport.errors import NotFoundError
+
+    with _connect(profile) as ml:
+        report = next(iter(ml.monitoring.reports(endpoint)), None)
+    if report is None:
+        raise NotFoundError(
+            f"endpoint {endpoint!r} has no drift report yet; run its monitor with: "
+            f"mlport monitor run {endpoint}",
+            resource=endpoint,
+        )
+    if as_json:
+        typer.echo(report.to_json())
+    else:
+        _show_report(report)
+    if html:
+        _write_html(report, html)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -24,7 +24,16 @@ if TYPE_CHECKING:
     from mlport.services.registry import RegistryService
     from mlport.services.training import TrainingService
 
-__all__ = ["DriftReport", "Endpoint", "FeatureDrift", "Job", "ModelVersion", "Monitor", "Notebook"]
+__all__ = [
+    "DriftHistogram",
+    "DriftReport",
+    "Endpoint",
+    "FeatureDrift",
+    "Job",
+    "ModelVersion",
+    "Monitor",
+    "Notebook",
+]
 
 
 class Handle(BaseModel):
@@ -298,8 +307,30 @@ class Notebook(Handle):
         return self
 
 
+class DriftHistogram(BaseModel):
+    """Where the reference and the current values of one feature fall, for charts.
+
+    Either ``edges`` (numeric bins ``[edges[i], edges[i+1])``, the last one closed) or
+    ``categories`` (category labels, or the values of a numeric feature with few of them) names
+    the cells; ``reference`` and ``current`` hold each side's share of its values per cell
+    (each sums to 1). The shares of a reference kept as a quantile sketch are estimated from the
+    sketch.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    edges: list[float] | None = None
+    categories: list[str] | None = None
+    reference: list[float]
+    current: list[float]
+
+
 class FeatureDrift(BaseModel):
-    """Drift of one feature: the statistic used, its value, the threshold and the verdict."""
+    """Drift of one feature: the statistic used, its value, the threshold and the verdict.
+
+    ``histogram`` (set by monitor runs) holds the reference and current distributions for
+    the report's charts; it plays no part in the verdict.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -312,10 +343,25 @@ class FeatureDrift(BaseModel):
     reference_size: int
     current_size: int
     p_value: float | None = None
+    histogram: DriftHistogram | None = None
 
 
 class DriftReport(BaseModel):
-    """The result of one monitor run: per-feature drift and the overall verdict."""
+    """The result of one monitor run: per-feature drift and the overall verdict.
+
+    Attributes:
+        endpoint: The monitored endpoint.
+        created_at: When the report was made.
+        features: One result per feature; empty when the window held no data.
+        reference_size: Rows of the baseline.
+        current_size: Rows of captured traffic in the window.
+        window_start: Start of the window of captured traffic (inclusive).
+        window_end: End of the window (exclusive).
+        report_uri: Where the stored report is (the HTML page), if stored.
+        message: What else the run has to say, e.g. that no request was captured in the window.
+        alert: What became of the webhook alert: ``"sent ..."`` or ``"failed: ..."``; None when
+            no alert was due.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -327,6 +373,8 @@ class DriftReport(BaseModel):
     window_start: datetime | None = None
     window_end: datetime | None = None
     report_uri: str | None = None
+    message: str = ""
+    alert: str | None = None
 
     @property
     def drifted(self) -> bool:
@@ -344,32 +392,30 @@ class DriftReport(BaseModel):
         return [f for f in self.features if f.drifted]
 
     def to_json(self, indent: int | None = 2) -> str:
-        """The report as JSON: per feature statistic, value, threshold, drifted, sample sizes."""
+        """The report as JSON: per feature statistic, value, p-value, threshold, drifted, sample
+        sizes and histogram; the window, and ``drifted`` for the whole report."""
         data = self.model_dump(mode="json")
         data["drifted"] = self.drifted
         return json.dumps(data, indent=indent)
 
-    def to_html(self) -> str:
-        """A self-contained HTML page with the per-feature table, readable offline."""
-        from html import escape
+    @classmethod
+    def from_json(cls, text: str | bytes) -> DriftReport:
+        """Read a report written by :meth:`to_json`.
 
-        rows = "".join(
-            f"<tr class={'drift' if f.drifted else 'ok'}><td>{escape(f.feature)}</td>"
-            f"<td>{escape(f.statistic)}</td><td>{f.value:.4g}</td><td>{f.threshold:.4g}</td>"
-            f"<td>{'yes' if f.drifted else 'no'}</td><td>{f.reference_size}</td>"
-            f"<td>{f.current_size}</td></tr>"
-            for f in self.features
-        )
-        return (
-            "<!doctype html><html><head><meta charset='utf-8'>"
-            f"<title>Drift report: {escape(self.endpoint)}</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px 8px}tr.drift{background:#fdd}"
-            "</style></head><body>"
-            f"<h1>Drift report: {escape(self.endpoint)}</h1>"
-            f"<p>{escape(self.created_at.isoformat())} - "
-            f"{len(self.drifted_features)} of {len(self.features)} features drifted</p>"
-            "<table><tr><th>feature</th><th>statistic</th><th>value</th><th>threshold</th>"
-            f"<th>drifted</th><th>reference n</th><th>current n</th></tr>{rows}</table>"
-            "</body></html>"
-        )
+        Raises:
+            pydantic.ValidationError: not a report.
+        """
+        data = json.loads(text)
+        if isinstance(data, dict):
+            data.pop("drifted", None)  # derived from the features
+        return cls.model_validate(data)
+
+    def to_html(self) -> str:
+        """A self-contained HTML page: the per-feature table and, for every feature with
+        histogram data, a chart of the reference against the current distribution.
+
+        Inline CSS and SVG only: no script, no external resource, readable offline.
+        """
+        from mlport.monitoring.report_page import render
+
+        return render(self)

@@ -1,7 +1,8 @@
 """The on-prem provider: the embedded default of mlport.
 
 Training runs as real local processes, the model registry is MLflow (SQLite in the root by
-default, or a team's tracking server), notebooks are Jupyter servers; all state lives under the
+default, or a team's tracking server), endpoints are portable model servers whose captured
+requests drift monitors check, notebooks are Jupyter servers; all state lives under the
 root folder (``.mlport`` by default), so it survives the Python process that started it. Importing
 this module imports nothing heavy: MLflow and Jupyter load only when a service uses them.
 """
@@ -54,7 +55,6 @@ provider = ProviderSpec(
         "training.distributed": "the local executor runs one node",
         "training.spot": "there is no spot capacity on-prem",
         "endpoints.autoscaling": "replicas are fixed worker processes on this machine",
-        "monitoring": "on-prem monitoring arrives with the drift engine",
     },
     catalog="local",
 )

@@ -337,6 +337,9 @@ class OnPremEndpoints(BatchJobs, EndpointService):
 
     def _delete(self, name: str) -> None:
         doc = self._doc(name)
+        if self.provider.state.get("monitors", name) is not None:
+            # Its monitor goes with it (past reports are kept under monitors/).
+            self.provider.service("monitoring").disable(name)  # type: ignore[attr-defined]
         if doc.get("server"):
             record = ProcessRecord.from_json(doc["server"])
             stop(record, grace=self.provider.config.cancel_grace)

@@ -2,7 +2,8 @@
 
 Layout of a root (``.mlport`` by default)::
 
-    state.db            jobs and notebooks (SQLite, shared by every process using the root)
+    state.db            jobs, batch jobs, endpoints, notebooks and monitors (SQLite, shared by
+                        every process using the root)
     processes.jsonl     every process started here, with PID and start time (``mlport down``)
     mlflow.db           the MLflow registry, unless tracking_uri points elsewhere
     mlartifacts/        MLflow's artifact store for that default registry
@@ -10,6 +11,8 @@ Layout of a root (``.mlport`` by default)::
                         checkpoints/, script.out, script.err, supervisor.*, result.json
     envs/<sha256>/      virtualenvs built from requirements, shared by jobs with the same ones
     notebooks/<name>/   a notebook's working directory (files/) and its server's logs
+    endpoints/<name>/   a served endpoint: config, models, captured requests (capture/)
+    monitors/<name>/    the drift monitor of endpoint <name>: baseline.json, reports/, logs
     storage/            the default location of ``ml.storage`` objects
 """
 
@@ -42,7 +45,8 @@ class OnPremStorage(LocalFiles):
 
 
 class OnPremProvider(Provider):
-    """Training, registry, notebooks and storage on this machine, rooted at ``config.root``."""
+    """Training, registry, endpoints, monitoring, notebooks and storage on this machine, rooted
+    at ``config.root``."""
 
     config: OnPremConfig
     service_classes = {
@@ -50,6 +54,7 @@ class OnPremProvider(Provider):
         "registry": "mlport_onprem.registry:OnPremRegistry",
         "notebooks": "mlport_onprem.notebooks:OnPremNotebooks",
         "endpoints": "mlport_onprem.endpoints:OnPremEndpoints",
+        "monitoring": "mlport_onprem.monitoring:OnPremMonitoring",
         "storage": OnPremStorage,
     }
 

@@ -1,4 +1,5 @@
-"""The state of a root, in SQLite: jobs, batch jobs, notebooks and endpoints, shared by every process using the root.
+"""The state of a root, in SQLite: jobs, batch jobs, notebooks, endpoints and monitors, shared by
+every process using the root.
 
 Each process opens its own connection (WAL mode, a busy timeout), so the submitting process, a
 job's supervisor and ``mlport`` commands run elsewhere all see the same rows. Rows hold JSON
@@ -42,13 +43,19 @@ CREATE TABLE IF NOT EXISTS batches (
     status TEXT NOT NULL,
     doc TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS monitors (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 """
 
-TABLES = ("jobs", "notebooks", "endpoints", "batches")
+TABLES = ("jobs", "notebooks", "endpoints", "batches", "monitors")
 
 
 class StateStore:
