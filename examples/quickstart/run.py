@@ -1,5 +1,5 @@
-"""The quickstart: train, register, inspect, serve and batch-predict a model on the embedded
-on-prem default.
+"""The quickstart: train, register, inspect, serve, monitor and batch-predict a model on the
+embedded on-prem default.
 
     make demo                       # sets everything up and runs this
     python examples/quickstart/run.py
@@ -37,6 +37,26 @@ def make_data(path: Path, rows: int = 3000, seed: int = 7) -> Path:
             churned = int(rng.random() < 1 / (1 + 2.718 ** (-2 * risk)))
             out.writerow([f"{tenure:.1f}", f"{charges:.2f}", calls, contract, churned])
     return path
+
+
+def make_rows(
+    count: int,
+    *,
+    tenure: tuple[float, float] = (0, 72),
+    charges: tuple[float, float] = (20, 120),
+    seed: int = 5,
+) -> list[list[float]]:
+    """Rows of model inputs (tenure, monthly_charges, support_calls, contract_months)."""
+    rng = random.Random(seed)
+    return [
+        [
+            round(rng.uniform(*tenure), 1),
+            round(rng.uniform(*charges), 2),
+            rng.randint(0, 8),
+            rng.choice([1, 12, 24]),
+        ]
+        for _ in range(count)
+    ]
 
 
 def make_customers(path: Path, rows: int = 5000, seed: int = 11) -> Path:
@@ -96,7 +116,7 @@ def main() -> None:
     print(f"  environment  : python {environment.get('python')} {sklearn}")
     print(f"  job          : {lineage.get('job')} on {lineage.get('job_provider')}")
 
-    endpoint = ml.endpoints.deploy("churn-api", version, capture_percent=10)
+    endpoint = ml.endpoints.deploy("churn-api", version, capture_percent=100)
     rows = [[3.0, 99.0, 6, 1], [60.0, 25.0, 0, 24], [24.0, 70.0, 2, 12]]
     served = endpoint.predict(rows)
     own = own_predictions(ml, version, rows)
@@ -105,8 +125,24 @@ def main() -> None:
     print(f"  the model's own    : {own}")
     if served != own:
         raise SystemExit("the endpoint and the model disagree")
+
+    # Drift: watch the endpoint against the training data, then send it customers who are
+    # newer and pay more than the ones it was trained on.
+    ml.monitoring.enable("churn-api", baseline=str(data), schedule=None)
+    for _ in range(10):
+        endpoint.predict(make_rows(100, tenure=(0, 24), charges=(50, 150)))
+    report = ml.monitoring.run("churn-api")
+    print(f"\ndrift report on {report.current_size} captured rows")
+    for feature in report.features:
+        verdict = "DRIFTED" if feature.drifted else "ok"
+        print(
+            f"  {feature.feature:16} {feature.statistic:22} {feature.value:8.4f} "
+            f"(threshold {feature.threshold:g})  {verdict}"
+        )
+    print(f"  drifted features : {', '.join(report.drifted_features) or 'none'}")
+    print(f"  HTML report      : {report.report_uri}")
     ml.endpoints.delete("churn-api")
-    print("  endpoint deleted (its server process stopped)")
+    print("  endpoint deleted (its server process stopped, its monitor disabled)")
 
     # Batch prediction: a file of customers, predicted in chunks by a job of its own.
     customers = make_customers(Path(".mlport", "data", "customers.csv"))

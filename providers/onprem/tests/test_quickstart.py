@@ -29,6 +29,10 @@ def test_quickstart_trains_and_registers(tmp_path: Path) -> None:
     served = next(line for line in result.stdout.splitlines() if "served predictions" in line)
     own = next(line for line in result.stdout.splitlines() if "the model's own" in line)
     assert served.split(":", 1)[1].strip() == own.split(":", 1)[1].strip()
+    assert "drifted features : tenure, monthly_charges\n" in result.stdout
+    html = next(line for line in result.stdout.splitlines() if "HTML report" in line)
+    page = Path(html.split(":", 1)[1].strip().removeprefix("file://"))
+    assert "support_calls" in page.read_text()
     assert ": 5000 rows predicted into" in result.stdout
     predictions = tmp_path / ".mlport" / "predictions" / "customers.predictions.csv"
     lines = predictions.read_text().splitlines()
