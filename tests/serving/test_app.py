@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from servable_models import FAIL, RowSumModel
+from servable_models import FAIL, SLOW, RowSumModel
 
 from mlport.serving.app import ServingApp
 from mlport.serving.capture import CaptureWriter
@@ -343,6 +343,42 @@ def test_a_failing_model_answers_500_and_the_rest_of_its_batch_succeeds() -> Non
     assert answers[-1].json() == {"predictions": EXPECTED}
 
 
+def test_a_prediction_past_the_timeout_is_504_while_the_rest_is_answered() -> None:
+    model = RowSumModel(slow_seconds=1.0)
+    timed_out: list[bool] = []
+    app = make_app(
+        {"1": (model, 1)},
+        batching=BatchingConfig(predict_in="thread"),
+        predict_timeout=0.3,
+        on_predict_timeout=lambda: timed_out.append(True),
+    )
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        hung = asyncio.ensure_future(client.post("/invocations", json=[[SLOW, 0, 0]], headers=AUTH))
+        await asyncio.sleep(0.05)
+        health = await client.get("/ping")
+        assert not hung.done(), "the health check waited for the hung model"
+        queued = asyncio.ensure_future(client.post("/invocations", json=ROWS, headers=AUTH))
+        answers = [await hung, health, await queued]
+        answers.append(await client.post("/invocations", json=ROWS, headers=AUTH))
+        answers.append(await client.get("/metrics", headers=AUTH))
+        return answers
+
+    hung, health, queued, after, metrics = run(app, scenario)
+    assert hung.status_code == 504
+    message = hung.json()["error"]
+    assert message.startswith("the model did not answer within 0.3 s")
+    assert "predict_timeout_seconds" in message and "--predict-timeout" in message
+    assert health.status_code == 200
+    # queued behind the hung call, then predicted by a new thread
+    assert queued.json() == after.json() == {"predictions": EXPECTED}
+    assert timed_out == [True]
+    text = metrics.text
+    assert 'mlport_predict_timeouts_total{variant="1"} 1' in text
+    assert 'mlport_requests_total{route="invocations",variant="1",code="504"} 1' in text
+    assert 'mlport_requests_total{route="invocations",variant="1",code="200"} 2' in text
+
+
 def test_traffic_is_split_by_weight_within_5_percent() -> None:
     app = make_app(
         {"1": (RowSumModel(), 70), "2": (RowSumModel(factor=2), 30), "3": (RowSumModel(), 0)}
@@ -452,6 +488,7 @@ def test_metrics_of_several_workers_add_up(tmp_path: Path) -> None:
     first.request("invocations", "1", 200, 0.002)
     second.request("invocations", "1", 200, 0.003)
     second.request("invocations", "1", 200, 0.004)
+    second.predict_timeout("1")
     second.save()
     assert (
         'mlport_requests_total{route="invocations",variant="1",code="200"} 3'
@@ -460,6 +497,8 @@ def test_metrics_of_several_workers_add_up(tmp_path: Path) -> None:
     # a restarted worker goes on from its predecessor's counts
     again = Metrics(worker=1, directory=tmp_path)
     assert again.requests[("invocations", "1", "200")] == 2
+    assert again.predict_timeouts == {"1": 1}
+    assert 'mlport_predict_timeouts_total{variant="1"} 1' in first.render().decode()
 
 
 def test_captured_records_follow_the_schema_at_the_configured_rate(tmp_path: Path) -> None:

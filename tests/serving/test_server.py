@@ -230,7 +230,9 @@ def test_capture_files_hold_the_configured_share_in_the_schema(start_server: Sta
     stop(server.record, grace=15)  # flushes the capture files
     files = sorted((server.folder / "capture" / "demo").rglob("*.jsonl"))
     workers = {f.name.split("-")[0] for f in files}
-    assert workers == {"w0", "w1"}
+    # Each worker writes its own files (which worker accepts a connection is the kernel's
+    # choice, so a loaded machine may give every connection to one).
+    assert workers and workers <= {"w0", "w1"}
     records = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     assert abs(len(records) - 200) <= 10
     for record in records:
@@ -290,3 +292,60 @@ def test_metrics_add_up_across_workers(start_server: Start) -> None:
     (count,) = [int(row.removeprefix(line)) for row in text.splitlines() if row.startswith(line)]
     assert count == sent
     assert f'mlport_request_duration_seconds_count{{variant="1"}} {sent}' in text
+
+
+def replaced(status: dict[str, Any]) -> bool:
+    """The one worker was replaced once and its successor is ready."""
+    workers = status["workers"]
+    return status["restarts"] == 1 and len(workers) == 1 and workers[0]["ready"]
+
+
+def test_a_prediction_past_the_timeout_is_504_and_the_worker_is_replaced(
+    start_server: Start,
+) -> None:
+    server = start_server(predict_timeout_seconds=0.5, batching={"predict_in": "thread"})
+    first_pid = server.status()["workers"][0]["pid"]
+    answers: dict[str, httpx.Response] = {}
+    client, other = server.client(), server.client()
+    hung = threading.Thread(
+        target=lambda: answers.update(hung=client.post("/invocations", json=[[SLOW, 0, 0]]))
+    )
+    hung.start()
+    time.sleep(0.1)
+    # While the model hangs in the predict thread the worker answers health checks...
+    assert other.get("/ping").status_code == 200
+    assert "hung" not in answers
+    # ... and predicts what queued behind the hung call once it is abandoned.
+    assert other.post("/invocations", json=ROWS).json() == {"predictions": EXPECTED}
+    hung.join()
+    answer = answers["hung"]
+    assert answer.status_code == 504
+    assert answer.json()["error"].startswith("the model did not answer within 0.5 s")
+    # The abandoned call cannot be stopped: a fresh worker takes over.
+    status = server.wait_status(replaced)
+    assert status["workers"][0]["pid"] != first_pid
+    fresh = server.client()
+    assert fresh.post("/invocations", json=ROWS).json() == {"predictions": EXPECTED}
+    text = fresh.get("/metrics").text
+    assert 'mlport_predict_timeouts_total{variant="1"} 1' in text
+    assert 'mlport_requests_total{route="invocations",variant="1",code="504"} 1' in text
+    assert "retired after a prediction timeout" in server.stderr()
+
+
+def test_a_prediction_blocking_the_event_loop_gets_the_worker_killed(
+    start_server: Start, tmp_path: Path
+) -> None:
+    hangs = model_folder(tmp_path, "hangs", slow_seconds=120)
+    server = start_server(
+        {"1": {"path": hangs, "loader": LOADER}},
+        predict_timeout_seconds=0.5,
+        batching={"predict_in": "inline"},
+    )
+    started = time.monotonic()
+    with pytest.raises(httpx.TransportError):
+        server.client().post("/invocations", json=[[SLOW, 0, 0]])
+    # no heartbeat for the timeout plus 5 s: the supervisor kills the worker
+    assert 5.5 <= time.monotonic() - started < 10
+    server.wait_status(replaced)
+    assert server.client().post("/invocations", json=ROWS).json() == {"predictions": EXPECTED}
+    assert "has not reported for" in server.stderr()

@@ -22,7 +22,7 @@ names its variant in ``X-Mlport-Variant`` and its request id (``X-Request-Id``, 
 client sent one) in ``X-Request-Id``. Errors are ``{"error": "..."}``: 400 malformed body,
 401 no or wrong token, 404 unknown route, model or variant, 405 wrong method, 413 body too
 large, 415 wrong content type, 422 rows the model refuses, 500 (generic message, logged) when
-the model itself fails.
+the model itself fails, 504 when it did not answer within the prediction timeout.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 
 from mlport.errors import NotFoundError
 from mlport.serving import formats
-from mlport.serving.batching import Batcher
+from mlport.serving.batching import Batcher, PredictTimeout
 from mlport.serving.capture import CaptureWriter, Sampler
 from mlport.serving.config import BatchingConfig
 from mlport.serving.hosting import DEFAULT_HEALTH_ROUTE, DEFAULT_PREDICT_ROUTE, Hosting
@@ -142,6 +142,10 @@ class ServingApp:
         metrics: This worker's metrics.
         capture: The data capture writer, if capturing.
         capture_percent: Share of successful predictions to capture.
+        predict_timeout: Seconds a predict call may run before its requests are answered 504
+            (None: no limit).
+        on_predict_timeout: Called after a predict call timed out (the server replaces the
+            worker process, whose abandoned call cannot be stopped).
     """
 
     def __init__(
@@ -156,13 +160,20 @@ class ServingApp:
         metrics: Metrics | None = None,
         capture: CaptureWriter | None = None,
         capture_percent: float = 0.0,
+        predict_timeout: float | None = None,
+        on_predict_timeout: Callable[[], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.variants = variants
         self.metrics = metrics if metrics is not None else Metrics()
         self.metrics.generation = variants.generation
         self.metrics.weights = variants.weights()
-        self.batcher = Batcher(batching or BatchingConfig(), self.metrics)
+        self.batcher = Batcher(
+            batching or BatchingConfig(),
+            self.metrics,
+            timeout=predict_timeout,
+            on_timeout=on_predict_timeout,
+        )
         self.capture = capture
         self._sample = (
             Sampler(capture_percent) if capture is not None and capture_percent > 0 else None
@@ -464,6 +475,14 @@ class ServingApp:
                 outputs = await batcher.predict(variant, inputs, count)
             except InputError as exc:
                 return _error(422, str(exc), label)
+            except PredictTimeout as exc:
+                return _error(
+                    504,
+                    f"{exc}; the request was abandoned. Raise the limit with "
+                    "predict_timeout_seconds in the server's configuration (mlport serve "
+                    "--predict-timeout SECONDS)",
+                    label,
+                )
             except Exception:
                 _log.exception("variant %s failed to predict", label)
                 return _error(

@@ -19,6 +19,13 @@ wall time, because there a call also waits for the interpreter lock that the bus
 
 If a batch of several requests fails, each request is predicted alone, so one bad request
 cannot fail the others.
+
+A call in the thread that runs past ``timeout`` seconds fails its requests with
+:class:`PredictTimeout` (every request of the batch: which one hangs the model cannot be told).
+The thread cannot be stopped: it is abandoned (it ends when the call returns, if ever), a new
+one takes the next batches, and ``on_timeout`` is called so the server can replace the process.
+A call on the event loop cannot be timed out from the loop it blocks; the server's supervisor
+watches for that (see :mod:`mlport.serving.server`).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,12 +44,26 @@ from mlport.serving.metrics import Metrics
 from mlport.serving.model import ServedModel
 from mlport.serving.variants import Variant
 
-__all__ = ["INLINE_MAX_SECONDS", "Batcher"]
+__all__ = ["INLINE_MAX_SECONDS", "Batcher", "PredictTimeout"]
 
 INLINE_MAX_SECONDS = 0.001
 """With ``predict_in="auto"``, models whose calls average less than this run on the event loop."""
 
 _AVERAGE_WEIGHT = 0.2
+
+_log = logging.getLogger("mlport.serving")
+
+
+class PredictTimeout(Exception):
+    """A predict call ran past the server's limit; the request was answered without a result.
+
+    Attributes:
+        seconds: The limit.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the model did not answer within {seconds:g} s")
+        self.seconds = seconds
 
 
 class _Item:
@@ -55,6 +78,18 @@ class _Item:
         self.future = future
         self.queued_at = at
         self.solo = False
+
+
+class _Call:
+    """A batch handed to the predict thread."""
+
+    __slots__ = ("batch", "future", "timed_out", "timer")
+
+    def __init__(self, batch: list[_Item]) -> None:
+        self.batch = batch
+        self.future: concurrent.futures.Future[tuple[list[Any] | Exception, float]] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timed_out = False
 
 
 def _run(
@@ -79,10 +114,19 @@ class Batcher:
 
     Args:
         config: Batching settings.
-        metrics: Where batch sizes are counted.
+        metrics: Where batch sizes and timeouts are counted.
+        timeout: Seconds a predict call in the thread may run (None: no limit).
+        on_timeout: Called (on the event loop) after a call timed out.
     """
 
-    def __init__(self, config: BatchingConfig, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: BatchingConfig,
+        metrics: Metrics,
+        *,
+        timeout: float | None = None,
+        on_timeout: Callable[[], None] | None = None,
+    ) -> None:
         self._enabled = config.enabled
         self._max_rows = config.max_batch_size if config.enabled else 1
         self._max_wait = config.max_wait_ms / 1000.0
@@ -96,6 +140,9 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._timeout = timeout
+        self._on_timeout = on_timeout
+        self._running: _Call | None = None
 
     # --- the request side ------------------------------------------------------------------------
 
@@ -113,6 +160,7 @@ class Batcher:
         Call :meth:`announce` first. Returns when the batch holding the rows is predicted.
 
         Raises:
+            PredictTimeout: The call predicting them ran past the timeout.
             Exception: What the model raised for these rows (after a failed batch is split).
         """
         self._announced -= 1
@@ -126,10 +174,15 @@ class Batcher:
         return await future
 
     def close(self) -> None:
-        """Stop the predict thread, after the batch it runs. Blocks until then."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        """Stop the predict thread after the batch it runs. Blocks until then, or at most the
+        timeout; a thread abandoned after a timeout is not waited for."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        executor.shutdown(wait=False)
+        running = self._running
+        if running is not None and running.future is not None:
+            concurrent.futures.wait([running.future], timeout=self._timeout)
 
     # --- scheduling ------------------------------------------------------------------------------
 
@@ -192,17 +245,24 @@ class Batcher:
             self._finish(batch, result)
             return
         self._busy = True
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
+        executor = self._executor
+        if executor is None:
+            executor = self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="mlport-predict"
             )
         loop = self._loop
         assert loop is not None
+        call = self._running = _Call(batch)
 
         def done(future: concurrent.futures.Future[tuple[list[Any] | Exception, float]]) -> None:
-            loop.call_soon_threadsafe(self._finish_future, batch, future)
+            # An abandoned call may return after the loop has closed.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._finish_future, call, future)
 
-        self._executor.submit(_run, variant.model, parts, time.thread_time).add_done_callback(done)
+        call.future = executor.submit(_run, variant.model, parts, time.thread_time)
+        if self._timeout is not None:
+            call.timer = loop.call_later(self._timeout, self._timed_out, call)
+        call.future.add_done_callback(done)
 
     def _inline(self, variant: Variant) -> bool:
         if self._mode != "auto":
@@ -211,11 +271,47 @@ class Batcher:
             return variant.inline_seconds < INLINE_MAX_SECONDS
         return variant.thread_seconds is not None and variant.thread_seconds < INLINE_MAX_SECONDS
 
+    def _timed_out(self, call: _Call) -> None:
+        """The call in the thread ran past the timeout: answer its requests, move on."""
+        if call is not self._running:
+            return
+        call.timed_out = True
+        self._running = None
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # Its thread ends when the call returns; the next batch gets a new thread.
+            executor.shutdown(wait=False)
+        self._busy = False
+        variant = call.batch[0].variant
+        rows = sum(item.rows for item in call.batch)
+        seconds = self._timeout or 0.0
+        self._metrics.batch(variant.version, rows)
+        self._metrics.predict_timeout(variant.version)
+        _log.error(
+            "variant %s: a predict call of %d row(s) did not return within %g s; its "
+            "request(s) were answered without a result and the call was abandoned",
+            variant.version,
+            rows,
+            seconds,
+        )
+        for item in call.batch:
+            if not item.future.done():
+                item.future.set_exception(PredictTimeout(seconds))
+        if self._on_timeout is not None:
+            self._on_timeout()
+        self._kick()
+
     def _finish_future(
         self,
-        batch: list[_Item],
+        call: _Call,
         future: concurrent.futures.Future[tuple[list[Any] | Exception, float]],
     ) -> None:
+        if call.timed_out:
+            return  # its requests were answered when it timed out
+        if call.timer is not None:
+            call.timer.cancel()
+        self._running = None
+        batch = call.batch
         variant = batch[0].variant
         try:
             result, seconds = future.result()

@@ -104,6 +104,16 @@ def serve_command(  # noqa: PLR0917 - one parameter per command-line option
         "info"
     ),
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+    predict_timeout: Annotated[
+        float,
+        typer.Option(
+            "--predict-timeout",
+            min=0.001,
+            max=86_400,
+            help="Seconds a prediction may take; past it the request is answered 504 and the "
+            "worker process replaced.",
+        ),
+    ] = 60.0,
 ) -> None:
     """Serve a model package with the routes of every cloud and the V2 protocol.
 
@@ -155,6 +165,7 @@ def serve_command(  # noqa: PLR0917 - one parameter per command-line option
             hosting=hosting,  # type: ignore[arg-type]
             log_level=log_level.lower(),  # type: ignore[arg-type]
             access_log=access_log,
+            predict_timeout_seconds=predict_timeout,
         )
     except ValidationError as exc:
         if generated is not None:

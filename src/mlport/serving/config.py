@@ -137,6 +137,10 @@ class ServerConfig(BaseModel):
             the last reload error.
         ready_file: JSON ``{"port": ..., "pid": ...}`` written once every worker listens.
         graceful_seconds: On SIGTERM, how long in-flight requests may take to finish.
+        predict_timeout_seconds: How long one ``predict`` call may run. Past it the requests it
+            holds are answered 504 and the worker is replaced by a fresh process once its other
+            requests are answered (a running call cannot be stopped; see
+            :mod:`mlport.serving.server`).
         hosting: ``"auto"`` detects a cloud's contract from the environment; ``"none"`` never
             follows one; a platform name forces its contract.
         log_level: Python logging level name for the server's logs (on stderr).
@@ -158,6 +162,7 @@ class ServerConfig(BaseModel):
     status_file: str | None = None
     ready_file: str | None = None
     graceful_seconds: float = Field(default=30.0, ge=0)
+    predict_timeout_seconds: float = Field(default=60.0, gt=0, le=86_400, allow_inf_nan=False)
     hosting: Literal["auto", "none", "sagemaker", "vertex", "azureml"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = False

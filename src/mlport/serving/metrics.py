@@ -1,11 +1,10 @@
 """Prometheus metrics of the model server, cheap enough to update on every request.
 
 Each worker process counts in plain dictionaries (the event loop is its only writer, so no lock)
-and, when the server runs several workers, writes a snapshot of its counts to
-``<metrics_dir>/worker-<n>.json`` once a second. ``GET /metrics`` on any worker answers the sum
-of its own live counts and the other workers' latest snapshots (at most a second old), so one
-scrape sees the whole server. A restarted worker starts from its predecessor's snapshot, so
-counters never go backwards.
+and writes a snapshot of its counts to ``<metrics_dir>/worker-<n>.json`` once a second and when
+it stops. ``GET /metrics`` on any worker answers the sum of its own live counts and the other
+workers' latest snapshots (at most a second old), so one scrape sees the whole server. A
+restarted worker starts from its predecessor's snapshot, so counters never go backwards.
 
 Exposed (text format 0.0.4):
 
@@ -13,6 +12,7 @@ Exposed (text format 0.0.4):
 - ``mlport_request_errors_total{route, variant, code}`` the 4xx and 5xx among them
 - ``mlport_request_duration_seconds{variant}`` latency of prediction requests (histogram)
 - ``mlport_batch_size{variant}`` rows per predict call (histogram)
+- ``mlport_predict_timeouts_total{variant}`` predict calls that ran past the timeout
 - ``mlport_capture_records_total``, ``mlport_capture_dropped_total`` data capture
 - ``mlport_model_generation`` and ``mlport_variant_weight{variant}`` (gauges, this worker's)
 """
@@ -104,7 +104,7 @@ class Metrics:
 
     Args:
         worker: This worker's index (names its snapshot file).
-        directory: Where the workers' snapshots live; None when there is one worker.
+        directory: Where the workers' snapshots live; None keeps the counts in this process only.
     """
 
     def __init__(self, *, worker: int = 0, directory: str | os.PathLike[str] | None = None) -> None:
@@ -113,6 +113,7 @@ class Metrics:
         self.requests: dict[tuple[str, str, str], int] = {}
         self.latency: dict[str, Histogram] = {}
         self.batches: dict[str, Histogram] = {}
+        self.predict_timeouts: dict[str, int] = {}
         self.capture_records = 0
         self.capture_dropped = 0
         self.generation = 0
@@ -139,6 +140,10 @@ class Metrics:
             histogram = self.batches[variant] = Histogram(BATCH_BUCKETS)
         histogram.observe(rows)
 
+    def predict_timeout(self, variant: str) -> None:
+        """Count one predict call that ran past the timeout."""
+        self.predict_timeouts[variant] = self.predict_timeouts.get(variant, 0) + 1
+
     # --- snapshots ---------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -147,6 +152,7 @@ class Metrics:
             "requests": [[*key, count] for key, count in self.requests.items()],
             "latency": {variant: h.to_json() for variant, h in self.latency.items()},
             "batches": {variant: h.to_json() for variant, h in self.batches.items()},
+            "predict_timeouts": dict(self.predict_timeouts),
             "capture_records": self.capture_records,
             "capture_dropped": self.capture_dropped,
         }
@@ -156,7 +162,7 @@ class Metrics:
         return self.directory / f"worker-{worker}.json"
 
     def save(self) -> None:
-        """Write this worker's snapshot (when there are several workers). Blocks briefly."""
+        """Write this worker's snapshot (when there is a directory). Blocks briefly."""
         if self.directory is None:
             return
         with contextlib.suppress(OSError):
@@ -183,6 +189,9 @@ class Metrics:
                 if histogram is None:
                     histogram = store[variant] = Histogram(bounds)
                 histogram.add(histogram_state)
+        timeouts = target.predict_timeouts
+        for name, count in state.get("predict_timeouts", {}).items():
+            timeouts[str(name)] = timeouts.get(str(name), 0) + int(count)
         target.capture_records += int(state.get("capture_records", 0))
         target.capture_dropped += int(state.get("capture_dropped", 0))
 
@@ -228,6 +237,15 @@ class Metrics:
         lines += _histogram_lines(
             "mlport_batch_size", "Rows per predict call, by variant.", total.batches
         )
+        lines += [
+            "# HELP mlport_predict_timeouts_total Predict calls that ran past the timeout (their "
+            "requests were answered 504), by variant.",
+            "# TYPE mlport_predict_timeouts_total counter",
+        ]
+        for variant, count in sorted(total.predict_timeouts.items()):
+            lines.append(
+                f"mlport_predict_timeouts_total{{{_labels(('variant',), (variant,))}}} {count}"
+            )
         lines += [
             "# HELP mlport_capture_records_total Request/response pairs queued for capture.",
             "# TYPE mlport_capture_records_total counter",
