@@ -19,6 +19,7 @@ FEATURES = MappingProxyType(
         "registry": "a model registry",
         "registry.delete": "deleting registered models and versions",
         "registry.stages": "stages and aliases on model versions",
+        "registry.baseline": "a baseline profile of the training data stored with a model version",
         "endpoints": "online endpoints",
         "endpoints.canary": "several versions on one endpoint with a traffic split",
         "endpoints.autoscaling": "autoscaling between min and max replicas",

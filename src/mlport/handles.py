@@ -144,6 +144,7 @@ class ModelVersion(Handle):
         aliases: Aliases pointing at this version.
         framework: Framework of the package.
         package_sha256: sha256 of the package manifest, checked before loading.
+        baseline_uri: Where the drift baseline profile registered with it is (if one was).
     """
 
     name: str
@@ -157,6 +158,7 @@ class ModelVersion(Handle):
     created_at: datetime | None = None
     package_sha256: str | None = None
     description: str | None = None
+    baseline_uri: str | None = None
 
     def _svc(self) -> RegistryService:
         return self._require_service()  # type: ignore[no-any-return]

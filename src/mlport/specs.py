@@ -427,14 +427,16 @@ class MonitorOptions(Spec):
     """Drift monitoring of an endpoint's captured traffic against a baseline.
 
     Args:
-        baseline: Local path or URI of the training data (or a stored baseline profile).
+        baseline: Local path or URI of the training data (or a saved baseline profile); None
+            uses the profile registered with the served version (``registry.register(...,
+            baseline=...)``).
         schedule: How often the monitor runs ("1h", "15m", ...); None runs it only on demand.
         thresholds: Feature name (or ``"*"`` for all) -> drift threshold overriding the default.
         alert: A webhook URL POSTed a JSON summary when a threshold is crossed.
         features: Only these features; default all.
     """
 
-    baseline: PathLike
+    baseline: PathLike | None = None
     schedule: Duration | None = 3600
     thresholds: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     alert: str | None = None

@@ -391,3 +391,21 @@ def test_the_capture_reader_reads_only_the_window(tmp_path: Path) -> None:
     assert [r.values[0] for r in everything] == [1.0, 2.0, 3.0, 4.0, 6.0]
     late = list(capture_rows(root, "ep", since=datetime(2026, 1, 2, 10, 59, 59, 950000, UTC)))
     assert [r.values[0] for r in late] == [2.0, 3.0, 4.0, 6.0]
+
+
+def test_a_baseline_registered_with_the_version_is_used_when_none_is_given(setup: Setup) -> None:
+    ml = setup.ml
+    with pytest.raises(InvalidSpecError, match="registered without a baseline"):
+        ml.monitoring.enable(ENDPOINT, schedule=None)
+    version = ml.registry.register("churn", str(setup.folder / "pkg"), baseline=setup.baseline)
+    assert version.baseline_uri and version.baseline_uri.startswith("file://")
+    assert ml.registry.get("churn", version.version).baseline_uri == version.baseline_uri
+    ml.endpoints.deploy(ENDPOINT, version, timeout=120)
+    monitor = ml.monitoring.enable(ENDPOINT, schedule=None)
+    assert monitor.baseline == version.baseline_uri
+    _send(ml, _frame(4, 600, shift=SHIFTED))
+    report = ml.monitoring.run(ENDPOINT)
+    assert set(report.drifted_features) == set(SHIFTED)
+    ml.monitoring.disable(ENDPOINT)
+    with pytest.raises(InvalidSpecError, match="baseline"):
+        ml.registry.register("churn", str(setup.folder / "pkg"), baseline=setup.folder / "no.csv")

@@ -38,6 +38,7 @@ equal those from the raw reference.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
@@ -168,6 +169,30 @@ class Profile(_Model):
     def feature_names(self) -> list[str]:
         """Feature names in order (the order of the columns of captured rows)."""
         return list(self.features)
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        categorical: Collection[str] = (),
+        features: Collection[str] | None = None,
+        sketch_size: int = SKETCH_SIZE,
+    ) -> Profile:
+        """Profile the training data in a CSV (with a header), JSON Lines or Parquet file.
+
+        Raises:
+            InvalidSpecError: an unreadable file, or a CSV without a header row.
+        """
+        from mlport.serving.batch import read_table
+
+        columns, rows = read_table(path)
+        if columns is None:
+            raise InvalidSpecError(
+                f"{os.fspath(path)!r} has no column names (a CSV file needs a header row)"
+            )
+        data = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
+        return cls.build(data, categorical=categorical, features=features, sketch_size=sketch_size)
 
     @classmethod
     def build(

@@ -30,7 +30,7 @@ class MonitoringService(Service):
         self,
         endpoint: str,
         *,
-        baseline: str,
+        baseline: str | None = None,
         schedule: str | int | None = "1h",
         thresholds: dict[str, float] | None = None,
         alert: str | None = None,
@@ -38,7 +38,9 @@ class MonitoringService(Service):
     ) -> Monitor:
         """Start monitoring ``endpoint`` against ``baseline`` on ``schedule``. Replaces an existing one.
 
-        With ``schedule=None`` the monitor runs only when :meth:`run` is called.
+        With ``schedule=None`` the monitor runs only when :meth:`run` is called. Without
+        ``baseline`` the profile registered with the served version is used
+        (``registry.register(..., baseline=...)``).
 
         Raises:
             InvalidSpecError: bad options.

@@ -48,6 +48,8 @@ class RegisterRequest:
     lineage: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     description: str | None = None
+    baseline_profile: str | None = None
+    """A drift baseline profile (``mlport.monitoring.Profile`` JSON) to store with the version."""
 
 
 class RegistryService(Service):
@@ -65,16 +67,36 @@ class RegistryService(Service):
         metrics: dict[str, float] | None = None,
         tags: dict[str, str] | None = None,
         description: str | None = None,
+        baseline: str | Path | None = None,
     ) -> ModelVersion:
         """Register a new version of model ``name`` from a finished job, a local package dir or a URI.
 
         Every call appends a version; a call retried after a lost answer never makes two.
 
+        Args:
+            baseline: The training data (a CSV file with a header, JSON Lines or Parquet): its
+                drift profile (:class:`mlport.monitoring.Profile`) is stored with the version,
+                and monitors of endpoints serving it use it when enabled without a baseline.
+
         Raises:
-            InvalidSpecError: the job has not SUCCEEDED or has no model, the path does not exist.
+            InvalidSpecError: the job has not SUCCEEDED or has no model, the path does not exist,
+                an unreadable baseline.
         """
         self._require("registry")
         self._check_name(name)
+        profile: str | None = None
+        if baseline is not None:
+            self._require("registry.baseline")
+            from mlport.monitoring import Profile
+
+            path = Path(baseline).expanduser()
+            if not path.is_file():
+                raise InvalidSpecError(
+                    f"baseline {str(baseline)!r} is not a file; give the training data (a CSV "
+                    "file with a header, JSON Lines or Parquet)",
+                    resource=name,
+                )
+            profile = Profile.from_file(path).to_json()
         request = RegisterRequest(
             name=name,
             request_id=uuid.uuid4().hex,
@@ -82,6 +104,7 @@ class RegistryService(Service):
             metrics=dict(metrics or {}),
             tags=dict(tags or {}),
             description=description,
+            baseline_profile=profile,
         )
         self._resolve_source(source, request)
         attempts = 0

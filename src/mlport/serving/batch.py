@@ -24,13 +24,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlport.errors import InvalidSpecError, MissingDependencyError
 from mlport.runtime import sha256_file
@@ -47,6 +48,7 @@ __all__ = [
     "input_files",
     "output_name",
     "predict_files",
+    "read_table",
 ]
 
 FORMATS = {
@@ -108,6 +110,37 @@ def input_files(source: str | Path) -> list[Path]:
             "there, one file or many"
         )
     return found
+
+
+def read_table(path: str | os.PathLike[str]) -> tuple[list[str] | None, list[list[Any]]]:
+    """All rows of one CSV, JSON Lines or Parquet file, with its column names where it has
+    them (a baseline for a drift profile; batch prediction reads chunks instead). CSV cells
+    are numbers where they read as numbers, empty cells NaN; JSON objects become rows in the
+    order of the first object's keys.
+
+    Raises:
+        InvalidSpecError: an unknown format or unreadable file.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise InvalidSpecError(
+            f"{str(path)!r} is not a file; give a CSV, JSON Lines or Parquet file"
+        )
+    input_files(source)  # a known format
+    fmt = FORMATS[source.suffix.lower()]
+    columns: list[str] | None = None
+    rows: list[list[Any]] = []
+    for _, chunk_columns, read in _READERS[fmt](source, DEFAULT_BATCH_SIZE, None):
+        chunk: list[Any] = read
+        if fmt == "csv":
+            chunk = [[cell_value(cell, math.nan) for cell in row] for row in read]
+        elif fmt == "jsonl" and read and isinstance(first := cast(Any, read[0]), dict):
+            if columns is None:
+                columns = list(first)
+            chunk = [[cast(Any, row).get(name) for name in columns] for row in read]
+        columns = chunk_columns or columns
+        rows += chunk
+    return columns, rows
 
 
 def output_name(relative: Path) -> Path:

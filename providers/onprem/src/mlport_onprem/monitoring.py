@@ -286,6 +286,8 @@ class OnPremMonitoring(MonitoringService):
                 provider="onprem",
                 resource=endpoint,
             )
+        if options.baseline is None:
+            options = options.model_copy(update={"baseline": self._registered_baseline(endpoint)})
         endpoint_folder = self.provider.root / "endpoints" / endpoint
         model_names, model_count = _model_inputs(endpoint_folder)
         if model_names is None and model_count is None and served.status != EndpointStatus.READY:
@@ -361,6 +363,7 @@ class OnPremMonitoring(MonitoringService):
         columns and the baseline columns left out."""
         from mlport.monitoring import Profile
 
+        assert options.baseline is not None  # resolved by _enable
         path = _baseline_path(options.baseline, endpoint)
         saved = _saved_profile(path)
         if saved is not None:
@@ -381,6 +384,28 @@ class OnPremMonitoring(MonitoringService):
             profile = Profile.build(frame, features=monitored)
         dropped = [c for c in columns if c not in row_names]
         return profile, row_names, dropped
+
+    def _registered_baseline(self, endpoint: str) -> str:
+        """The baseline profile registered with the version the endpoint serves most."""
+        served: Any = self.provider.service("endpoints").get(endpoint)  # type: ignore[attr-defined]
+        if not served.variants or not served.model:
+            raise InvalidSpecError(
+                f"endpoint {endpoint!r} serves no model version; give baseline=",
+                provider="onprem",
+                resource=endpoint,
+            )
+        version = max(served.variants, key=lambda v: served.variants[v])
+        registry: Any = self.provider.service("registry")
+        found = registry.get(served.model, version)
+        if not found.baseline_uri:
+            raise InvalidSpecError(
+                f"version {served.model}:{version} served by endpoint {endpoint!r} was registered "
+                "without a baseline: give baseline='data/train.csv' (the training data), or "
+                "register the version with registry.register(..., baseline='data/train.csv')",
+                provider="onprem",
+                resource=endpoint,
+            )
+        return str(found.baseline_uri)
 
     def _start_scheduler(self, endpoint: str, folder: Path) -> None:
         scheduler_id = uuid.uuid4().hex

@@ -61,6 +61,8 @@ TAG_LINEAGE = "mlport.lineage"
 TAG_LINEAGE_ARTIFACT = "mlport.lineage_artifact"
 TAG_METRICS = "mlport.metrics"
 TAG_MLFLOW_FLAVOR = "mlport.mlflow_flavor"
+TAG_BASELINE = "mlport.baseline_uri"
+BASELINE_ARTIFACT = "baseline-profile.json"
 _INTERNAL_TAG_PREFIX = "mlport."
 
 # MLflow's limits (mlflow.utils.validation): longer values are refused, not truncated.
@@ -141,6 +143,11 @@ class OnPremRegistry(RegistryService):
             digest = package.manifest_sha256(staged)
             self._ensure_model(request.name)
             run_id, artifact_uri, version_tags = self._log_run(request, staged)
+            if request.baseline_profile is not None:
+                profile = Path(scratch) / BASELINE_ARTIFACT
+                profile.write_text(request.baseline_profile, encoding="utf-8")
+                self._client.log_artifact(run_id, str(profile))
+                version_tags[TAG_BASELINE] = f"{artifact_uri.rstrip('/')}/{BASELINE_ARTIFACT}"
         tags = {
             **request.tags,
             **version_tags,
@@ -328,6 +335,7 @@ class OnPremRegistry(RegistryService):
             ),
             package_sha256=tags.get(TAG_PACKAGE_SHA256),
             description=found.description or None,
+            baseline_uri=_file_uri(tags[TAG_BASELINE]) if TAG_BASELINE in tags else None,
             provider_id=f"models:/{found.name}/{found.version}",
             tags={k: v for k, v in tags.items() if not k.startswith(_INTERNAL_TAG_PREFIX)},
         )

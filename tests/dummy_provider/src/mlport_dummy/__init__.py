@@ -31,7 +31,10 @@ provider = ProviderSpec(
     implementation="mlport_dummy.cloud:DummyProvider",
     distribution="mlport-dummy",
     description="in-memory provider for tests",
-    unsupported={"training.distributed": "the dummy runs a single node"},
+    unsupported={
+        "training.distributed": "the dummy runs a single node",
+        "registry.baseline": "the dummy keeps no drift profiles",
+    },
     name_rules=dict.fromkeys(("job", "model", "endpoint", "notebook", "monitor"), _RULE),
     catalog="sagemaker",
 )
@@ -46,6 +49,7 @@ limited = ProviderSpec(
         "training.delete": "jobs are kept for ever",
         "training.spot": "no spot capacity",
         "training.distributed": "single node",
+        "registry.baseline": "no drift profiles",
         "endpoints.canary": "one version per endpoint",
         "notebooks": "no notebook service",
         "monitoring": "no monitoring",

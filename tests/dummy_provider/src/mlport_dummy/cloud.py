@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from mlport.errors import AlreadyExistsError, NotFoundError, TransientError
+from mlport.errors import AlreadyExistsError, InvalidSpecError, NotFoundError, TransientError
 from mlport.handles import DriftReport, Endpoint, FeatureDrift, Job, ModelVersion, Monitor, Notebook
 from mlport.services import (
     BatchRequest,
@@ -524,7 +524,7 @@ class DummyMonitoring(_DummyService, MonitoringService):
         return Monitor(
             endpoint=endpoint,
             schedule=options.schedule,
-            baseline=options.baseline,
+            baseline=options.baseline or "",
             thresholds=options.thresholds,
             alert=options.alert,
             provider_id=f"dummy/monitors/{endpoint}",
@@ -534,6 +534,10 @@ class DummyMonitoring(_DummyService, MonitoringService):
         def action() -> Monitor:
             if endpoint not in self.world.endpoints:
                 raise NotFoundError(f"endpoint {endpoint!r} not found", resource=endpoint)
+            if options.baseline is None:
+                raise InvalidSpecError(
+                    "the dummy keeps no registered baselines; give baseline=", resource=endpoint
+                )
             old = self.world.monitors.get(endpoint, {"reports": []})
             self.world.monitors[endpoint] = {
                 "options": options,
