@@ -40,31 +40,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from anchor_envs import BENCH, anchor_venv
+
 from mlport.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / ".bench"
 FEATURES = 20
 ROW = [round(0.05 * i - 0.4, 3) for i in range(FEATURES)]
-
-
-def anchor_venv(name: str) -> Path:
-    """The anchor's own virtualenv, made from benchmarks/anchors/<name>.txt if missing."""
-    venv = BENCH / name
-    marker = venv / ".complete"
-    requirements = ROOT / "benchmarks" / "anchors" / f"{name}.txt"
-    if not marker.exists() or marker.read_text() != requirements.read_text():
-        print(f"[bench] building the {name} anchor's venv in {venv} ...", flush=True)
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        env = {**os.environ, "PIP_CONSTRAINT": ""}
-        subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "-q", "-r", str(requirements)],
-            check=True,
-            env=env,
-        )
-        marker.write_text(requirements.read_text())
-    return venv
 
 
 @dataclass

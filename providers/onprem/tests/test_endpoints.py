@@ -7,7 +7,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,30 +100,15 @@ class Models:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Models]:
+def models(module_ml: mlport.Connection, module_folder: Path) -> Models:
     """One root for the tests below, its versions registered once (a registry per test is slow)."""
-    folder = tmp_path_factory.mktemp("endpoints-under-load")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLPORT_CONFIG", raising=False)
-        patch.delenv("MLPORT_PROFILE", raising=False)
-        patch.chdir(folder)
-        ml = mlport.connect(
-            "onprem",
-            root=str(folder / "root"),
-            poll_interval=0.05,
-            max_poll_interval=0.25,
-            cancel_grace=3,
-        )
-        try:
-            yield Models(
-                ml,
-                ml.registry.register("load", str(_package(folder / "plus", 1.0))),
-                ml.registry.register("load", str(_package(folder / "minus", -1.0))),
-                ml.registry.register("load", str(_package(folder / "plus-again", 1.0))),
-            )
-        finally:
-            ml.down()
-            ml.close()
+    ml, folder = module_ml, module_folder
+    return Models(
+        ml,
+        ml.registry.register("load", str(_package(folder / "plus", 1.0))),
+        ml.registry.register("load", str(_package(folder / "minus", -1.0))),
+        ml.registry.register("load", str(_package(folder / "plus-again", 1.0))),
+    )
 
 
 @dataclass

@@ -76,31 +76,16 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(module_ml: mlport.Connection, module_folder: Path) -> Setup:
     """One root for the module (the first registration is slow), with ``churn-api`` serving a
     model of four named features and capturing every request."""
-    folder = tmp_path_factory.mktemp("monitoring")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLPORT_CONFIG", raising=False)
-        patch.delenv("MLPORT_PROFILE", raising=False)
-        patch.chdir(folder)
-        ml = mlport.connect(
-            "onprem",
-            root=str(folder / "root"),
-            poll_interval=0.05,
-            max_poll_interval=0.25,
-            cancel_grace=3,
-        )
-        try:
-            train = _frame(0, 2000)
-            baseline = folder / "train.csv"
-            train.assign(churned=(train["age"] > 0).astype(int)).to_csv(baseline, index=False)
-            version = ml.registry.register("churn", str(_named_package(folder / "pkg", train)))
-            ml.endpoints.deploy(ENDPOINT, version, capture_percent=100, timeout=120)
-            yield Setup(ml, folder, baseline)
-        finally:
-            ml.down()
-            ml.close()
+    ml, folder = module_ml, module_folder
+    train = _frame(0, 2000)
+    baseline = folder / "train.csv"
+    train.assign(churned=(train["age"] > 0).astype(int)).to_csv(baseline, index=False)
+    version = ml.registry.register("churn", str(_named_package(folder / "pkg", train)))
+    ml.endpoints.deploy(ENDPOINT, version, capture_percent=100, timeout=120)
+    return Setup(ml, folder, baseline)
 
 
 def _send(ml: mlport.Connection, frame: Any) -> None:

@@ -151,6 +151,23 @@ class CategoricalProfile(_Model):
 FeatureProfile = Annotated[NumericProfile | CategoricalProfile, Field(discriminator="kind")]
 
 
+def read_columns(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
+    """Column name -> values of a CSV (with a header), JSON Lines or Parquet file of training
+    data, as :meth:`Profile.build` takes them.
+
+    Raises:
+        InvalidSpecError: an unreadable file, or a CSV without a header row.
+    """
+    from mlport.serving.batch import read_table
+
+    columns, rows = read_table(path)
+    if columns is None:
+        raise InvalidSpecError(
+            f"{os.fspath(path)!r} has no column names (a CSV file needs a header row)"
+        )
+    return {name: [row[i] for row in rows] for i, name in enumerate(columns)}
+
+
 class Profile(_Model):
     """The baseline of a drift monitor: one profile per feature, in feature order.
 
@@ -184,15 +201,12 @@ class Profile(_Model):
         Raises:
             InvalidSpecError: an unreadable file, or a CSV without a header row.
         """
-        from mlport.serving.batch import read_table
-
-        columns, rows = read_table(path)
-        if columns is None:
-            raise InvalidSpecError(
-                f"{os.fspath(path)!r} has no column names (a CSV file needs a header row)"
-            )
-        data = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
-        return cls.build(data, categorical=categorical, features=features, sketch_size=sketch_size)
+        return cls.build(
+            read_columns(path),
+            categorical=categorical,
+            features=features,
+            sketch_size=sketch_size,
+        )
 
     @classmethod
     def build(

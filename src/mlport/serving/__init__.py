@@ -12,8 +12,9 @@ Nothing heavy is imported with this package: names load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mlport._lazy import lazy_exports
 
 __all__ = [
     "BatchingConfig",
@@ -49,8 +50,4 @@ if TYPE_CHECKING:
     from mlport.serving.server import serve
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mlport.serving' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

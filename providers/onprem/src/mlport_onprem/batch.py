@@ -20,15 +20,15 @@ import sys
 import threading
 import time
 import traceback
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlport.errors import AlreadyExistsError, InvalidSpecError, NotFoundError
 from mlport.handles import Job
-from mlport.processes import ProcessRecord, is_running, spawn
+from mlport.processes import ProcessRecord, is_running
 from mlport.services import LogChunk, Page
 from mlport.services.endpoints import BatchRequest
+from mlport_onprem._common import now, read_json, start_detached, write_json
 from mlport_onprem.state import StateStore
 from mlport_onprem.training import TERMINAL, job_view, read_log_files
 
@@ -40,10 +40,6 @@ __all__ = ["BatchJobs", "main"]
 TABLE = "batches"
 PAGE_SIZE = 50
 PROGRESS_EVERY = 0.5  # seconds between progress writes to the state
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _local(value: str, what: str, name: str) -> str:
@@ -98,7 +94,7 @@ class BatchJobs:
         doc = {
             "name": name,
             "status": "PENDING",
-            "created_at": _now(),
+            "created_at": now(),
             "message": "queued",
             "output_uri": Path(output).resolve().as_uri(),
             "lineage": {
@@ -127,15 +123,7 @@ class BatchJobs:
                 "cancel_grace": self.provider.config.cancel_grace,
             }
             (folder / "job.json").write_text(json.dumps(job, indent=2))
-            _, record = spawn(
-                [sys.executable, "-m", "mlport_onprem.batch", str(folder)],
-                name="runner",
-                log_dir=folder,
-                cwd=folder,
-                env={"PYTHONUNBUFFERED": "1"},
-                detach=True,
-            )
-            self.provider.processes.add(record)
+            record = start_detached(self.provider, "mlport_onprem.batch", folder, "runner")
         except BaseException:
             # Nothing half-created: the name is free again if the job could not start.
             self.provider.state.delete(TABLE, name)
@@ -151,7 +139,7 @@ class BatchJobs:
     def _reconcile_batch(self, doc: dict[str, Any]) -> dict[str, Any]:
         if doc["status"] in TERMINAL:
             return doc
-        result = _read_result(self._batch_dir(doc["name"]))
+        result = read_json(self._batch_dir(doc["name"]) / "result.json")
         if result is not None:
             # The runner records its result just before it exits; its process record stays
             # in the table until `mlport down` (a runner that is still exiting is stopped).
@@ -159,7 +147,9 @@ class BatchJobs:
         text = doc.get("runner")
         if not text or is_running(ProcessRecord.from_json(text)):
             return doc
-        result = _read_result(self._batch_dir(doc["name"]))  # written just before it exited?
+        result = read_json(
+            self._batch_dir(doc["name"]) / "result.json"
+        )  # written just before it exited?
         if result is None:
             cancelled = doc["status"] == "CANCELLING"
             result = {
@@ -168,7 +158,7 @@ class BatchJobs:
                 if cancelled
                 else "the batch job's process exited without recording a result (it was "
                 "killed, or the machine restarted)",
-                "ended_at": _now(),
+                "ended_at": now(),
             }
         self.provider.processes.remove(ProcessRecord.from_json(text))
         return self.provider.state.update(TABLE, doc["name"], **result) or doc
@@ -197,14 +187,6 @@ class BatchJobs:
                 os.kill(record.pid, signal.SIGTERM)
 
 
-def _read_result(folder: Path) -> dict[str, Any] | None:
-    try:
-        result = json.loads((folder / "result.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) else None
-
-
 class Runner:
     """Runs one batch job folder to its end."""
 
@@ -221,20 +203,18 @@ class Runner:
         self.last_progress = 0.0
 
     def say(self, message: str, **fields: Any) -> None:
-        self.log.write(f"{_now()} {message}\n")
+        self.log.write(f"{now()} {message}\n")
         self.state.update(TABLE, self.name, message=message, **fields)
 
     def finish(self, status: str, **fields: Any) -> None:
         """Record the outcome once (the main thread or the watchdog, whichever comes first)."""
         if not self.finished.acquire(blocking=False):
             return
-        result = {"status": status, "ended_at": _now(), "message": "", **fields}
-        tmp = self.folder / "result.json.tmp"
-        tmp.write_text(json.dumps(result))
-        tmp.replace(self.folder / "result.json")
+        result = {"status": status, "ended_at": now(), "message": "", **fields}
+        write_json(self.folder / "result.json", result)
         self.state.update(TABLE, self.name, **result)
         reason = fields.get("failure_reason")
-        self.log.write(f"{_now()} {status}{': ' + reason if reason else ''}\n")
+        self.log.write(f"{now()} {status}{': ' + reason if reason else ''}\n")
 
     def request_stop(self, reason: str) -> None:
         """Stop between chunks; if a chunk does not end within the grace, end the process."""
@@ -271,7 +251,7 @@ class Runner:
         timer.start()
         started = time.monotonic()
         try:
-            doc = self.state.update(TABLE, self.name, started_at=_now()) or {}
+            doc = self.state.update(TABLE, self.name, started_at=now()) or {}
             if doc.get("status") == "CANCELLING":  # cancelled before this process started
                 raise batch.BatchCancelled("cancelled")
             self.state.update(TABLE, self.name, status="RUNNING")

@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from mlport.handles import Endpoint
 from mlport.processes import ProcessRecord, is_running, spawn, stop
 from mlport.services import DeployRequest, EndpointService, Page
 from mlport.status import EndpointStatus
+from mlport_onprem._common import now, read_json, tail, write_json
 from mlport_onprem.batch import BatchJobs
 
 if TYPE_CHECKING:
@@ -46,24 +47,6 @@ __all__ = ["OnPremEndpoints"]
 TABLE = "endpoints"
 PAGE_SIZE = 50
 RELOAD_TIMEOUT = 300.0
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
 
 
 class OnPremEndpoints(BatchJobs, EndpointService):
@@ -135,14 +118,14 @@ class OnPremEndpoints(BatchJobs, EndpointService):
                 fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as handle:
                     handle.write(secrets.token_urlsafe(32))
-            _write_json(folder / "config.json", self._config(name, request, variants))
+            write_json(folder / "config.json", self._config(name, request, variants))
             inserted = self.provider.state.insert(
                 TABLE,
                 name,
                 {
                     "name": name,
                     "status": "CREATING",
-                    "created_at": _now(),
+                    "created_at": now(),
                     "model": request.version.name,
                 },
             )
@@ -175,7 +158,7 @@ class OnPremEndpoints(BatchJobs, EndpointService):
         name = request.name
         folder = self._folder(name)
         config_path = folder / "config.json"
-        previous = _read_json(config_path) or {}
+        previous = read_json(config_path) or {}
         staged = self._stage_version(name, request)
         current: dict[str, Any] = dict(previous.get("variants", {}))
         version = request.version.version
@@ -219,8 +202,8 @@ class OnPremEndpoints(BatchJobs, EndpointService):
                 provider="onprem",
                 resource=name,
             )
-        before = _read_json(folder / "status.json") or {}
-        _write_json(folder / "config.json", config)
+        before = read_json(folder / "status.json") or {}
+        write_json(folder / "config.json", config)
         self.provider.state.update(TABLE, name, status="UPDATING")
         try:
             self._await_reload(name, record, config, previous, before)
@@ -242,10 +225,10 @@ class OnPremEndpoints(BatchJobs, EndpointService):
         wanted = {version: float(v["weight"]) for version, v in config["variants"].items()}
         deadline = time.monotonic() + RELOAD_TIMEOUT
         while time.monotonic() < deadline:
-            status = _read_json(folder / "status.json") or {}
+            status = read_json(folder / "status.json") or {}
             if status.get("last_reload_at") != before.get("last_reload_at"):
                 if status.get("last_reload_error"):
-                    _write_json(folder / "config.json", previous)
+                    write_json(folder / "config.json", previous)
                     raise DeploymentFailedError(
                         f"endpoint {name!r}: the new version did not load, the previous one keeps "
                         f"serving: {status['last_reload_error']}",
@@ -264,7 +247,7 @@ class OnPremEndpoints(BatchJobs, EndpointService):
                 ):
                     return
             time.sleep(0.05)
-        _write_json(folder / "config.json", previous)
+        write_json(folder / "config.json", previous)
         raise DeploymentFailedError(
             f"endpoint {name!r}: the update did not complete in {RELOAD_TIMEOUT:g}s",
             provider="onprem",
@@ -281,28 +264,28 @@ class OnPremEndpoints(BatchJobs, EndpointService):
         record = ProcessRecord.from_json(doc["server"]) if doc.get("server") else None
         alive = record is not None and is_running(record)
         if doc["status"] == "CREATING":
-            ready = _read_json(folder / "ready.json")
+            ready = read_json(folder / "ready.json")
             if alive and ready:
                 return (
                     self.provider.state.update(TABLE, name, status="READY", port=ready["port"])
                     or doc
                 )
             if record is not None and not alive:
-                tail = _tail(folder / "server.err")
+                log = tail(folder / "server.err", 10) or "(no log)"
                 return (
                     self.provider.state.update(
-                        TABLE, name, status="FAILED", failure_reason=f"the server exited: {tail}"
+                        TABLE, name, status="FAILED", failure_reason=f"the server exited: {log}"
                     )
                     or doc
                 )
         elif doc["status"] == "READY" and not alive:
-            tail = _tail(folder / "server.err")
+            log = tail(folder / "server.err", 10) or "(no log)"
             return (
                 self.provider.state.update(
                     TABLE,
                     name,
                     status="FAILED",
-                    failure_reason=f"the server is not running: {tail}",
+                    failure_reason=f"the server is not running: {log}",
                 )
                 or doc
             )
@@ -310,7 +293,7 @@ class OnPremEndpoints(BatchJobs, EndpointService):
 
     def _view(self, doc: dict[str, Any]) -> Endpoint:
         folder = self._folder(doc["name"])
-        config = _read_json(folder / "config.json") or {}
+        config = read_json(folder / "config.json") or {}
         variants = {k: float(v.get("weight", 0)) for k, v in config.get("variants", {}).items()}
         total = sum(variants.values()) or 1.0
         port = doc.get("port")
@@ -390,7 +373,7 @@ class OnPremEndpoints(BatchJobs, EndpointService):
 
     def _set_traffic(self, name: str, split: dict[str, float]) -> Endpoint:
         folder = self._folder(name)
-        previous = _read_json(folder / "config.json") or {}
+        previous = read_json(folder / "config.json") or {}
         config = dict(previous)
         config["variants"] = {
             k: {**v, "weight": float(split.get(k, 0.0))}
@@ -403,9 +386,3 @@ class OnPremEndpoints(BatchJobs, EndpointService):
         self._doc(name)
         path = self._folder(name) / "server.err"
         return path.read_text(errors="replace").splitlines() if path.exists() else []
-
-
-def _tail(path: Path, lines: int = 10) -> str:
-    if not path.exists():
-        return "(no log)"
-    return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])

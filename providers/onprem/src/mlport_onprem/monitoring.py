@@ -24,28 +24,24 @@ and a message saying so. Past reports are kept when the monitor is disabled.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import http.client
 import json
 import math
-import os
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlport.errors import ConflictError, InvalidSpecError, NotFoundError
 from mlport.handles import DriftReport, Monitor
-from mlport.processes import ProcessRecord, is_running, spawn, stop
+from mlport.processes import ProcessRecord, is_running, stop
 from mlport.services import MonitoringService, Page
-from mlport.serving.batch import FORMATS
 from mlport.status import EndpointStatus
+from mlport_onprem._common import locked, read_json, start_detached, write_atomic
 from mlport_onprem.state import StateStore
 
 if TYPE_CHECKING:
@@ -84,31 +80,6 @@ def _shown(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _quoted(names: list[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
@@ -119,7 +90,7 @@ def _quoted(names: list[str]) -> str:
 def _model_inputs(endpoint_folder: Path) -> tuple[list[str] | None, int | None]:
     """Feature names (None if the model has none) and count of the model serving the most
     traffic: as the running server reports them, else from the package's signature."""
-    status = _read_json(endpoint_folder / "status.json") or {}
+    status = read_json(endpoint_folder / "status.json") or {}
     served = status.get("variants") or {}
     if isinstance(served, list):
         served = {str(v.get("version")): v for v in served if isinstance(v, dict)}
@@ -128,7 +99,7 @@ def _model_inputs(endpoint_folder: Path) -> tuple[list[str] | None, int | None]:
         names = main.get("feature_names")
         count = main.get("n_features")
         return (list(names) if names else None), (int(count) if count else None)
-    config = _read_json(endpoint_folder / "config.json") or {}
+    config = read_json(endpoint_folder / "config.json") or {}
     variants = config.get("variants") or {}
     if variants:
         from mlport.package import MANIFEST_NAME, Manifest
@@ -187,28 +158,6 @@ def _saved_profile(path: Path) -> Profile | None:
         return Profile.model_validate(data)
     except ValueError as exc:
         raise InvalidSpecError(f"baseline {path.name} is not a valid profile: {exc}") from None
-
-
-def _baseline_frame(path: Path) -> Any:
-    """The training data of ``path`` as a pandas DataFrame."""
-    import pandas as pd  # type: ignore[import-untyped]
-
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise InvalidSpecError(
-            f"baseline {path.name}: unknown format {path.suffix or '(no suffix)'!r}; give a "
-            f"{', '.join(sorted(FORMATS))} file or a saved profile"
-        )
-    try:
-        if kind == "csv":
-            return pd.read_csv(path)
-        if kind == "jsonl":
-            return pd.read_json(path, lines=True)
-        return pd.read_parquet(path)
-    except ImportError as exc:
-        raise InvalidSpecError(f"baseline {path.name} cannot be read: {exc}") from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise InvalidSpecError(f"baseline {path.name} cannot be read as {kind}: {exc}") from None
 
 
 def _features(
@@ -309,7 +258,7 @@ class OnPremMonitoring(MonitoringService):
                 provider="onprem",
                 resource=endpoint,
             )
-        config = _read_json(endpoint_folder / "config.json") or {}
+        config = read_json(endpoint_folder / "config.json") or {}
         capture_dir = (config.get("capture") or {}).get("dir") or str(endpoint_folder / "capture")
 
         folder = self._folder(endpoint)
@@ -317,8 +266,8 @@ class OnPremMonitoring(MonitoringService):
         old = self.provider.state.get(TABLE, endpoint)
         if old is not None:
             self._stop_scheduler(old)
-        with _locked(folder / "run.lock"):
-            _write_atomic(folder / "baseline.json", profile.to_json())
+        with locked(folder / "run.lock"):
+            write_atomic(folder / "baseline.json", profile.to_json())
             self.provider.state.delete(TABLE, endpoint)
             doc = {
                 "name": endpoint,
@@ -361,7 +310,7 @@ class OnPremMonitoring(MonitoringService):
     ) -> tuple[Profile, list[str], list[str]]:
         """The baseline profile of the monitored features, the names of captured rows'
         columns and the baseline columns left out."""
-        from mlport.monitoring import Profile
+        from mlport.monitoring.profile import Profile, read_columns
 
         assert options.baseline is not None  # resolved by _enable
         path = _baseline_path(options.baseline, endpoint)
@@ -375,13 +324,12 @@ class OnPremMonitoring(MonitoringService):
             )
             columns = saved.feature_names
         else:
-            frame = _baseline_frame(path)
-            columns = [str(c) for c in frame.columns]
-            frame.columns = columns
+            data = read_columns(path)
+            columns = list(data)
             row_names, monitored = _features(
                 endpoint, columns, model_names, model_count, options.features
             )
-            profile = Profile.build(frame, features=monitored)
+            profile = Profile.build(data, features=monitored)
         dropped = [c for c in columns if c not in row_names]
         return profile, row_names, dropped
 
@@ -409,20 +357,14 @@ class OnPremMonitoring(MonitoringService):
 
     def _start_scheduler(self, endpoint: str, folder: Path) -> None:
         scheduler_id = uuid.uuid4().hex
-        _write_atomic(
+        write_atomic(
             folder / "scheduler.json",
             json.dumps({"root": str(self.provider.root), "endpoint": endpoint, "id": scheduler_id}),
         )
         self.provider.state.update(TABLE, endpoint, scheduler_id=scheduler_id)
-        _, record = spawn(
-            [sys.executable, "-m", "mlport_onprem.monitor_scheduler", str(folder)],
-            name="scheduler",
-            log_dir=folder,
-            cwd=folder,
-            env={"PYTHONUNBUFFERED": "1"},
-            detach=True,
+        record = start_detached(
+            self.provider, "mlport_onprem.monitor_scheduler", folder, "scheduler"
         )
-        self.provider.processes.add(record)
         self.provider.state.update(TABLE, endpoint, scheduler=record.to_json())
 
     def _stop_scheduler(self, doc: dict[str, Any]) -> None:
@@ -488,7 +430,7 @@ class OnPremMonitoring(MonitoringService):
         doc = self._doc(endpoint)
         self._stop_scheduler(doc)
         folder = self._folder(endpoint)
-        with _locked(folder / "run.lock"):
+        with locked(folder / "run.lock"):
             self.provider.state.delete(TABLE, endpoint)
             for name in ("scheduler.json", "baseline.json"):
                 (folder / name).unlink(missing_ok=True)
@@ -547,7 +489,7 @@ class MonitorRun:
         )
         if not self.folder.is_dir():
             raise absent
-        with _locked(self.folder / "run.lock"):
+        with locked(self.folder / "run.lock"):
             doc = self.state.get(TABLE, self.endpoint)
             if doc is None:
                 raise absent
@@ -709,6 +651,6 @@ class MonitorRun:
         folder.mkdir(parents=True, exist_ok=True)
         stamp = report.created_at.strftime("%Y%m%dT%H%M%S%fZ")
         report.report_uri = (folder / f"{stamp}.html").as_uri()
-        _write_atomic(folder / f"{stamp}.html", report.to_html())
+        write_atomic(folder / f"{stamp}.html", report.to_html())
         # The JSON last: reports() lists a run once both of its files are complete.
-        _write_atomic(folder / f"{stamp}.json", report.to_json())
+        write_atomic(folder / f"{stamp}.json", report.to_json())

@@ -28,7 +28,6 @@ stderr when it died any other way.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -38,7 +37,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +48,7 @@ from mlport.processes import ProcessRecord, is_running, spawn, stop, write_ready
 from mlport.services import NotebookService, Page
 from mlport.services.notebooks import SPEC_HASH_TAG
 from mlport.status import NotebookStatus, StatusTable
+from mlport_onprem._common import locked, now, read_json
 
 if TYPE_CHECKING:
     from mlport.compute import ResolvedCompute
@@ -91,10 +91,6 @@ _EXIT_MESSAGES = {
 }
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 class OnPremNotebooks(NotebookService):
     """JupyterLab servers on this machine, one per notebook, each with its own folder."""
 
@@ -128,7 +124,7 @@ class OnPremNotebooks(NotebookService):
             # On-prem the machine is this one: the request is kept to show what was asked for.
             "compute": requested.model_dump(mode="json", exclude_none=True) if requested else {},
             "instance_type": compute.instance_type,
-            "created_at": _now(),
+            "created_at": now(),
         }
         # Locked from the insert on, so nobody reconciles the row before its server exists.
         with self._locked(name):
@@ -166,7 +162,7 @@ class OnPremNotebooks(NotebookService):
             doc = self._doc(name)
             self._halt(name, doc, "stopping")
             self.provider.state.update(
-                TABLE, name, status="stopped", message="stopped", stopped_at=_now()
+                TABLE, name, status="stopped", message="stopped", stopped_at=now()
             )
 
     def _delete(self, name: str) -> None:
@@ -293,7 +289,7 @@ class OnPremNotebooks(NotebookService):
             # Reaps it if it was our child, and takes down anything left in its group.
             stop(record, grace=self.provider.config.cancel_grace)
             self.provider.processes.remove(record)
-        fields: dict[str, Any] = {"process": None, "port": None, "url": None, "stopped_at": _now()}
+        fields: dict[str, Any] = {"process": None, "port": None, "url": None, "stopped_at": now()}
         if doc["status"] == "stopping":
             return self._update(name, status="stopped", message="stopped", **fields)
         reason = self._exit_reason(name, record)
@@ -312,13 +308,13 @@ class OnPremNotebooks(NotebookService):
         )
 
     def _exit_reason(self, name: str, record: ProcessRecord | None) -> str | None:
-        data = _read_json(self._folder(name) / _EXIT_FILE)
+        data = read_json(self._folder(name) / _EXIT_FILE)
         if data is None or record is None or data.get("pid") != record.pid:
             return None
         return str(data.get("reason", "")) or None
 
     def _ready_port(self, name: str, record: ProcessRecord) -> int | None:
-        data = _read_json(self._folder(name) / _READY_FILE)
+        data = read_json(self._folder(name) / _READY_FILE)
         if data is None or data.get("pid") != record.pid:
             return None
         port = data.get("port")
@@ -411,27 +407,13 @@ class OnPremNotebooks(NotebookService):
 
         Lock files live apart from the notebook's folder, which delete removes.
         """
-        locks = self.provider.root / "notebooks" / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with locked(self.provider.root / "notebooks" / ".locks" / f"{name}.lock"):
             yield
-        finally:
-            os.close(fd)
 
 
 def _record(doc: dict[str, Any]) -> ProcessRecord | None:
     data = doc.get("process")
     return ProcessRecord.from_json(json.dumps(data)) if data else None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -10,8 +10,6 @@ notices (its PID and start time no longer match a live process) and records the 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -23,8 +21,6 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,6 +28,7 @@ from typing import Any
 from mlport import package, runtime
 from mlport.errors import InvalidSpecError
 from mlport.processes import ProcessRecord, ProcessTable, spawn, stop
+from mlport_onprem._common import locked, now, tail, write_json
 from mlport_onprem.state import StateStore
 
 __all__ = ["main"]
@@ -45,10 +42,6 @@ FRAMEWORK_PACKAGES = {
     "huggingface": "transformers",
 }
 STDERR_TAIL_LINES = 20
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 class Supervisor:
@@ -67,17 +60,15 @@ class Supervisor:
 
     def say(self, message: str) -> None:
         """A progress message: into the state (shown by job.wait) and the supervisor log."""
-        self.log.write(f"{_now()} {message}\n")
+        self.log.write(f"{now()} {message}\n")
         self.state.update("jobs", self.name, message=message)
 
     def finish(self, status: str, **fields: Any) -> None:
         """Record the outcome in result.json (atomically) and in the state."""
-        result = {"status": status, "ended_at": _now(), "message": "", **fields}
-        tmp = self.job_dir / "result.json.tmp"
-        tmp.write_text(json.dumps(result))
-        tmp.replace(self.job_dir / "result.json")
+        result = {"status": status, "ended_at": now(), "message": "", **fields}
+        write_json(self.job_dir / "result.json", result)
         self.state.update("jobs", self.name, **result)
-        self.log.write(f"{_now()} {status} {fields.get('failure_reason') or ''}\n")
+        self.log.write(f"{now()} {status} {fields.get('failure_reason') or ''}\n")
 
     def on_sigterm(self, signum: int, frame: object) -> None:
         """A cancel: stop the script; the main loop records CANCELLED."""
@@ -87,7 +78,7 @@ class Supervisor:
         """Stage, build, run, record. Never leaves the job without an outcome it can record."""
         signal.signal(signal.SIGTERM, self.on_sigterm)
         try:
-            self.state.update("jobs", self.name, started_at=_now())
+            self.state.update("jobs", self.name, started_at=now())
             lineage: dict[str, Any] = dict(self.job.get("lineage", {}))
             self.say("staging inputs")
             lineage["inputs"] = self.stage_inputs()
@@ -167,7 +158,7 @@ class Supervisor:
         envs = self.root / "envs"
         envs.mkdir(exist_ok=True)
         env_dir = envs / digest
-        with _locked(envs / f"{digest}.lock"):
+        with locked(envs / f"{digest}.lock"):
             if (env_dir / ".complete").exists():
                 self.say(f"reusing environment {digest[:12]}")
                 return env_dir
@@ -194,10 +185,10 @@ class Supervisor:
                 )
             if result.returncode != 0:
                 shutil.rmtree(env_dir, ignore_errors=True)
-                tail = _tail(build_log, 8)
-                raise RuntimeError(f"pip could not install {', '.join(requirements)}:\n{tail}")
+                log = tail(build_log, 8)
+                raise RuntimeError(f"pip could not install {', '.join(requirements)}:\n{log}")
             (env_dir / "requirements.json").write_text(json.dumps(sorted(requirements)))
-            (env_dir / ".complete").write_text(_now())
+            (env_dir / ".complete").write_text(now())
             return env_dir
 
     def interpreter_lineage(self, python: str) -> dict[str, Any]:
@@ -242,7 +233,7 @@ class Supervisor:
             argv, name="script", log_dir=self.job_dir, cwd=self.job_dir / "code", env=env
         )
         self.processes.add(self.child)
-        script_started_at = _now()
+        script_started_at = now()
         self.state.update(
             "jobs",
             self.name,
@@ -272,7 +263,7 @@ class Supervisor:
             hyperparameters=hyperparameters,
             metrics=metrics,
             started_at=script_started_at,
-            ended_at=_now(),
+            ended_at=now(),
         )
         if reason == "cancelled":
             self.finish("CANCELLED", failure_reason="cancelled", metrics=metrics, lineage=lineage)
@@ -284,10 +275,10 @@ class Supervisor:
                 if code < 0
                 else f"exit code {code}"
             )
-            tail = _tail(self.job_dir / "script.err", STDERR_TAIL_LINES)
+            stderr = tail(self.job_dir / "script.err", STDERR_TAIL_LINES)
             self.finish(
                 "FAILED",
-                failure_reason=why + (f"; stderr:\n{tail}" if tail else ""),
+                failure_reason=why + (f"; stderr:\n{stderr}" if stderr else ""),
                 exit_code=code,
                 metrics=metrics,
                 lineage=lineage,
@@ -326,34 +317,13 @@ class Supervisor:
         except InvalidSpecError as exc:
             # A format mlport does not know: still a package (hashes, lineage), loaded by custom
             # code, which counts as executing code on load.
-            self.log.write(f"{_now()} {exc}; packaging with loader 'custom'\n")
+            self.log.write(f"{now()} {exc}; packaging with loader 'custom'\n")
             package.build(model_dir, loader="custom", lineage=merged)
         return f"file://{model_dir}"
 
 
 def _version_matches(installed: str, wanted: str) -> bool:
     return installed == wanted or installed.startswith(wanted + ".")
-
-
-def _tail(path: Path, lines: int) -> str:
-    if not path.exists():
-        return ""
-    with path.open("rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - 16384))
-        text = handle.read().decode(errors="replace")
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def main(argv: list[str] | None = None) -> int:

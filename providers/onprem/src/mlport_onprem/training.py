@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from mlport.handles import Job
 from mlport.services import LogChunk, Page, SubmitRequest, TrainingService
 from mlport.services.training import bundle_files
 from mlport.status import JobStatus
+from mlport_onprem._common import now
 
 if TYPE_CHECKING:
     from mlport_onprem.root import OnPremProvider
@@ -30,10 +31,6 @@ __all__ = ["OnPremTraining", "job_view", "read_log_files"]
 
 PAGE_SIZE = 50
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _git(source_dir: Path) -> dict[str, Any] | None:
@@ -143,7 +140,7 @@ class OnPremTraining(TrainingService):
             "name": request.name,
             "status": "PENDING",
             "spec_hash": request.spec_hash,
-            "created_at": _now(),
+            "created_at": now(),
             "tags": dict(spec.tags),
             "executor": self.provider.config.executor,
             "message": "queued",
@@ -227,7 +224,7 @@ class OnPremTraining(TrainingService):
                 doc["name"],
                 status="CANCELLED" if cancelled else "FAILED",
                 failure_reason=reason,
-                ended_at=_now(),
+                ended_at=now(),
             )
             or doc
         )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from typing import Any
 
-from mlport.processes import ProcessRecord, is_running, spawn, stop
+from mlport.processes import ProcessRecord, is_running, stop
+from mlport_onprem._common import start_detached
 from mlport_onprem.executors import Executor
 
 __all__ = ["LocalExecutor"]
@@ -19,16 +19,9 @@ class LocalExecutor(Executor):
     def start(self, name: str) -> dict[str, Any]:
         """Spawn the supervisor, detached, its output in the job folder; returns its record."""
         job_dir = self.provider.root / "jobs" / name
-        env = {"PYTHONUNBUFFERED": "1"}
-        _, record = spawn(
-            [sys.executable, "-m", "mlport_onprem.supervisor", str(job_dir)],
-            name=f"job-{name}-supervisor",
-            log_dir=job_dir,
-            cwd=job_dir,
-            env=env,
-            detach=True,
+        record = start_detached(
+            self.provider, "mlport_onprem.supervisor", job_dir, f"job-{name}-supervisor"
         )
-        self.provider.processes.add(record)
         return {"supervisor": record.to_json()}
 
     def _supervisor(self, doc: dict[str, Any]) -> ProcessRecord | None:
