@@ -1,5 +1,6 @@
 # The two commands: `make demo` and `make test`. Each creates (or reuses) .venv and installs the
-# core and every provider under providers/ in editable mode, pinned by constraints.txt.
+# core and every provider under providers/ in editable mode, pinned by constraints.txt; `make test`
+# also installs the Node.js servers the tests start (Azurite), pinned by package-lock.json.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -19,12 +20,18 @@ $(STAMP): pyproject.toml constraints.txt tests/dummy_provider/pyproject.toml $(w
 	$(PY) -m pip install --quiet $(EDITABLES)
 	@touch $(STAMP)
 
-install: $(STAMP)
+NODE_STAMP := node_modules/.mlport-installed
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || (echo "make test needs Node.js and npm (for Azurite): apt-get install nodejs npm" >&2; exit 1)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/quickstart/run.py
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pip check
 	$(PY) -m pytest
 
@@ -49,4 +56,4 @@ constraints:
 	rm -rf .venv-pin
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The AWS SageMaker provider of mlport (work in progress)."""
