@@ -39,9 +39,15 @@ def test_unknown_provider_lists_installed_ones() -> None:
     assert "'nimbus'" in str(info.value) and "dummy" in str(info.value)
 
 
-def test_known_but_missing_provider_gives_pip_command() -> None:
-    with pytest.raises(ProviderNotFoundError, match="pip install mlport-sagemaker"):
-        mlport.connect("sagemaker", region="us-east-1")
+def test_known_but_missing_provider_gives_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import MappingProxyType
+
+    from mlport import providers
+
+    known = {**providers.KNOWN_PROVIDERS, "othercloud": "mlport-othercloud"}
+    monkeypatch.setattr(providers, "KNOWN_PROVIDERS", MappingProxyType(known))
+    with pytest.raises(ProviderNotFoundError, match="pip install mlport-othercloud"):
+        mlport.connect("othercloud", region="us-east-1")
 
 
 def test_missing_sdk_gives_pip_command() -> None:

@@ -20,7 +20,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(
             r"(?i)\b((?:aws_)?secret(?:_access)?_key|secretaccesskey|session_token|"
             r"accountkey|account_key|sharedaccesskey|password|passwd|pwd|client_secret|"
-            r"api[_-]?key|access[_-]?token|token|sig|signature|x-amz-signature|x-amz-security-token)"
+            r"api[_-]?key|access[_-]?token|auth[_-]?token|token|sig|signature|x-amz-signature|x-amz-security-token)"
             r"(\"?\s*[=:]\s*\"?)([^\s\"'&;,]+)"
         ),
         r"\1\2" + _MASK,

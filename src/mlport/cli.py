@@ -114,18 +114,59 @@ def providers_list(ctx: typer.Context) -> None:
 
 
 @providers_app.command("show")
-def providers_show(name: str) -> None:
+def providers_show(
+    name: str,
+    iam_policy: Annotated[
+        bool,
+        typer.Option(
+            "--iam-policy",
+            help="Print the least-privilege IAM policy the provider needs (AWS), for the "
+            "profile's bucket and role when --profile is given.",
+        ),
+    ] = False,
+    profile: Annotated[
+        str | None, typer.Option(help="Profile whose settings fill in the policy.")
+    ] = None,
+) -> None:
     """Show a provider's profile keys (its config JSON schema) and capability table."""
     from mlport import providers
     from mlport.capabilities import FEATURES
 
     spec = providers.get(name)
+    if iam_policy:
+        _print_iam_policy(spec, profile)
+        return
     schema = spec.config_model.model_json_schema()
     typer.echo(json.dumps(schema, indent=2))
     lacking = {f: spec.unsupported[f] for f in FEATURES if f in spec.unsupported}
     typer.echo(
         f"\nunsupported features of {name}: "
         + (json.dumps(lacking, indent=2) if lacking else "none")
+    )
+
+
+def _print_iam_policy(spec: Any, profile: str | None) -> None:
+    import importlib
+    import inspect
+
+    from mlport.errors import NotSupportedError
+
+    if spec.iam_policy is None:
+        raise NotSupportedError(f"provider {spec.name!r} has no IAM policy document")
+    module, _, attr = spec.iam_policy.partition(":")
+    build = getattr(importlib.import_module(module), attr)
+    settings: dict[str, Any] = {}
+    if profile is not None:
+        from mlport import config as _config
+
+        resolved = _config.resolve(profile, provider=None, overrides={})
+        settings = resolved.profile.config.model_dump()
+    accepted = inspect.signature(build).parameters
+    typer.echo(
+        json.dumps(
+            build(**{k: v for k, v in settings.items() if k in accepted and v is not None}),
+            indent=2,
+        )
     )
 
 

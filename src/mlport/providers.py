@@ -114,6 +114,8 @@ class ProviderSpec:
         name_rules: Resource-name rules, for third-party providers.
         catalog: Name of the compute catalog data file it resolves ``Compute`` against.
         extras: pip extra that installs the SDKs, if any (``mlport-x[sdk]``).
+        iam_policy: ``"module:function"`` returning the provider's least-privilege policy
+            document, called with the profile's settings as keywords it accepts.
     """
 
     name: str
@@ -126,6 +128,7 @@ class ProviderSpec:
     name_rules: Mapping[ResourceKind, NameRule] | None = None
     catalog: str | None = None
     extras: str | None = None
+    iam_policy: str | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.unsupported) - set(FEATURES)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import abc
 import hashlib
 import secrets
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from mlport.waiting import wait_until
 if TYPE_CHECKING:
     from mlport.compute import ResolvedCompute
 
-__all__ = ["JobOwner", "LogChunk", "SubmitRequest", "TrainingService"]
+__all__ = ["JobOwner", "LogChunk", "SubmitRequest", "TrainingService", "git_state"]
 
 
 @dataclass
@@ -87,6 +89,32 @@ def code_sha256(source_dir: Path) -> str:
         relative = path.relative_to(source_dir).as_posix()
         digest.update(f"{relative}\0{runtime.sha256_file(path)}\n".encode())
     return digest.hexdigest()
+
+
+def git_state(source_dir: Path) -> dict[str, Any] | None:
+    """The commit ``source_dir`` is at and whether it has uncommitted changes (for lineage);
+    None outside git or without git. Blocks for at most a few seconds."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        commit = subprocess.run(
+            [git, "-C", str(source_dir), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [git, "-C", str(source_dir), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
 
 
 def is_uri(value: str) -> bool:

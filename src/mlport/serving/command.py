@@ -87,7 +87,12 @@ def serve_command(  # noqa: PLR0917 - one parameter per command-line option
     ] = 0.0,
     manifest_sha256: Annotated[
         str | None,
-        typer.Option("--manifest-sha256", help="The package manifest's registered sha256."),
+        typer.Option(
+            "--manifest-sha256",
+            envvar="MLPORT_MANIFEST_SHA256",
+            help="The package manifest's registered sha256 (cloud deploys set it in the "
+            "container's environment).",
+        ),
     ] = None,
     trust: Annotated[
         bool,

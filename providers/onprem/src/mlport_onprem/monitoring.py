@@ -24,13 +24,9 @@ and a message saying so. Past reports are kept when the monitor is disabled.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
-import math
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlport.errors import ConflictError, InvalidSpecError, NotFoundError
 from mlport.handles import DriftReport, Monitor
+from mlport.monitoring.monitor import check_thresholds
 from mlport.processes import ProcessRecord, is_running, stop
 from mlport.services import MonitoringService, Page
 from mlport.status import EndpointStatus
@@ -60,7 +57,6 @@ CAPTURE_SETTLE = 1.0
 ALERT_TIMEOUT = 5.0
 FEATURES_TAG = "mlport.features"
 DROPPED_TAG = "mlport.dropped_columns"
-_PROFILE_SUFFIXES = (".json",)
 
 
 def monitor_folder(root: Path, endpoint: str) -> Path:
@@ -78,10 +74,6 @@ def _moment(text: str) -> datetime:
 
 def _shown(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
-
-
-def _quoted(names: list[str]) -> str:
-    return ", ".join(repr(n) for n in names)
 
 
 # --- what the model takes -------------------------------------------------------------------------
@@ -142,65 +134,6 @@ def _baseline_path(baseline: str, endpoint: str) -> Path:
     return path
 
 
-def _saved_profile(path: Path) -> Profile | None:
-    """The profile in ``path`` if it is one (a JSON object with a profile's keys)."""
-    from mlport.monitoring import Profile
-
-    if path.suffix.lower() not in _PROFILE_SUFFIXES:
-        return None
-    try:
-        data = json.loads(path.read_bytes())
-    except ValueError:
-        return None  # several JSON documents: JSON Lines
-    if not (isinstance(data, dict) and "features" in data and "sketch_size" in data):
-        return None
-    try:
-        return Profile.model_validate(data)
-    except ValueError as exc:
-        raise InvalidSpecError(f"baseline {path.name} is not a valid profile: {exc}") from None
-
-
-def _features(
-    endpoint: str,
-    columns: list[str],
-    model_names: list[str] | None,
-    model_count: int | None,
-    requested: list[str] | None,
-) -> tuple[list[str], list[str]]:
-    """The names of the columns of captured rows (the model's inputs, in order) and the
-    features to monitor."""
-    if model_names is not None:
-        row_names = model_names
-    elif model_count is not None and len(columns) != model_count:
-        raise InvalidSpecError(
-            f"the model of endpoint {endpoint!r} takes {model_count} features without names, "
-            f"but the baseline has {len(columns)} columns ({_quoted(columns)}): give a baseline "
-            f"of exactly the model's {model_count} feature columns, in the model's order",
-            provider="onprem",
-            resource=endpoint,
-        )
-    else:
-        row_names = columns
-    monitored = list(requested) if requested else list(row_names)
-    unknown = [n for n in monitored if n not in row_names]
-    if unknown:
-        raise InvalidSpecError(
-            f"features {_quoted(unknown)} are not inputs of the model of endpoint {endpoint!r} "
-            f"(it takes {_quoted(row_names)})",
-            provider="onprem",
-            resource=endpoint,
-        )
-    absent = [n for n in monitored if n not in columns]
-    if absent:
-        raise InvalidSpecError(
-            f"the baseline has no column {_quoted(absent)}, which the model of endpoint "
-            f"{endpoint!r} takes (its columns: {_quoted(columns)})",
-            provider="onprem",
-            resource=endpoint,
-        )
-    return row_names, monitored
-
-
 # --- the service ----------------------------------------------------------------------------------
 
 
@@ -249,15 +182,7 @@ class OnPremMonitoring(MonitoringService):
         profile, row_names, dropped = self._profile(
             endpoint, options, model_names=model_names, model_count=model_count
         )
-        thresholds = dict(options.thresholds)
-        unknown = [k for k in thresholds if k != "*" and k not in profile.features]
-        if unknown:
-            raise InvalidSpecError(
-                f"thresholds name {_quoted(unknown)}, which are not monitored features "
-                f"({_quoted(profile.feature_names)}); use a feature's name or '*'",
-                provider="onprem",
-                resource=endpoint,
-            )
+        thresholds = check_thresholds(options.thresholds, profile, endpoint, "onprem")
         config = read_json(endpoint_folder / "config.json") or {}
         capture_dir = (config.get("capture") or {}).get("dir") or str(endpoint_folder / "capture")
 
@@ -310,28 +235,17 @@ class OnPremMonitoring(MonitoringService):
     ) -> tuple[Profile, list[str], list[str]]:
         """The baseline profile of the monitored features, the names of captured rows'
         columns and the baseline columns left out."""
-        from mlport.monitoring.profile import Profile, read_columns
+        from mlport.monitoring.monitor import baseline_profile
 
         assert options.baseline is not None  # resolved by _enable
-        path = _baseline_path(options.baseline, endpoint)
-        saved = _saved_profile(path)
-        if saved is not None:
-            row_names, monitored = _features(
-                endpoint, saved.feature_names, model_names, model_count, options.features
-            )
-            profile = saved.model_copy(
-                update={"features": {n: saved.features[n] for n in monitored}}
-            )
-            columns = saved.feature_names
-        else:
-            data = read_columns(path)
-            columns = list(data)
-            row_names, monitored = _features(
-                endpoint, columns, model_names, model_count, options.features
-            )
-            profile = Profile.build(data, features=monitored)
-        dropped = [c for c in columns if c not in row_names]
-        return profile, row_names, dropped
+        return baseline_profile(
+            _baseline_path(options.baseline, endpoint),
+            endpoint,
+            model_names=model_names,
+            model_count=model_count,
+            features=options.features,
+            provider="onprem",
+        )
 
     def _registered_baseline(self, endpoint: str) -> str:
         """The baseline profile registered with the version the endpoint serves most."""
@@ -440,10 +354,6 @@ class OnPremMonitoring(MonitoringService):
 # --- a run ----------------------------------------------------------------------------------------
 
 
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
 def _log_line(folder: Path, text: str) -> None:
     with (folder / "monitor.log").open("a", encoding="utf-8") as log:
         log.write(f"{_shown(_now())} {text}\n")
@@ -530,117 +440,36 @@ class MonitorRun:
             return report
 
     def _compute(self, doc: dict[str, Any], since: datetime, until: datetime) -> DriftReport:
-        from mlport.monitoring import Profile, capture_rows, feature_drift, feature_histogram
+        from mlport.monitoring import Profile, capture_rows
+        from mlport.monitoring.monitor import window_report
 
         # Requests answered just before ``until`` reach the capture files a moment later.
         time.sleep(max(0.0, CAPTURE_SETTLE - (_now() - until).total_seconds()))
-        profile = Profile.load(self.folder / "baseline.json")
-        row_names: list[str] = doc["row_features"]
-        monitored: list[str] = doc["features"]
-        positions = [row_names.index(name) for name in monitored]
-        columns: dict[str, list[Any]] = {name: [] for name in monitored}
-        rows = skipped = 0
-        for row in capture_rows(doc["capture_dir"], self.endpoint, since=since, until=until):
-            if len(row.values) != len(row_names):
-                skipped += 1
-                continue
-            rows += 1
-            for name, position in zip(monitored, positions, strict=True):
-                columns[name].append(row.values[position])
-        notes = []
-        if skipped:
-            notes.append(
-                f"{skipped} captured rows were left out: they do not have the "
-                f"{len(row_names)} values the baseline's model takes"
-            )
-        report = DriftReport(
+        report = window_report(
+            Profile.load(self.folder / "baseline.json"),
+            (
+                row.values
+                for row in capture_rows(doc["capture_dir"], self.endpoint, since=since, until=until)
+            ),
             endpoint=self.endpoint,
-            created_at=_now(),
-            reference_size=profile.rows,
-            current_size=rows,
-            window_start=since,
-            window_end=until,
-        )
-        if rows == 0:
-            notes.insert(
-                0,
-                f"no requests were captured between {_shown(since)} and {_shown(until)}; "
-                "nothing to compare",
-            )
-            if self.state.get("endpoints", self.endpoint) is None:
-                notes.append(
-                    f"the endpoint {self.endpoint!r} no longer exists; disable its monitor "
-                    f"(ml.monitoring.disable({self.endpoint!r}))"
-                )
-            report.message = "; ".join(notes)
-            return report
-        present = [n for n in monitored if any(map(_present, columns[n]))]
-        empty = [n for n in monitored if n not in present]
-        if empty:
-            notes.append(f"no value of {', '.join(empty)} in this window; not compared")
-        results = feature_drift(
-            profile,
-            {name: columns[name] for name in present},
-            features=present,
+            row_names=doc["row_features"],
+            monitored=doc["features"],
+            since=since,
+            until=until,
             thresholds=doc.get("thresholds") or None,
         )
-        report.features = [
-            result.model_copy(
-                update={
-                    "histogram": feature_histogram(
-                        profile.features[result.feature],
-                        columns[result.feature],
-                        name=result.feature,
-                    )
-                }
+        if report.current_size == 0 and self.state.get("endpoints", self.endpoint) is None:
+            report.message += (
+                f"; the endpoint {self.endpoint!r} no longer exists; disable its monitor "
+                f"(ml.monitoring.disable({self.endpoint!r}))"
             )
-            for result in results
-        ]
-        report.message = "; ".join(notes)
         return report
 
     def _send_alert(self, url: str, report: DriftReport) -> str:
         """POST the summary to ``url``; what happened, for the report (never raises)."""
-        drifted = report.violations
-        start = _shown(report.window_start) if report.window_start else "?"
-        end = _shown(report.window_end) if report.window_end else "?"
-        summary = {
-            "text": f"mlport: drift on endpoint {report.endpoint} in "
-            f"{', '.join(f.feature for f in drifted)} ({start} to {end})",
-            "endpoint": report.endpoint,
-            "window_start": start,
-            "window_end": end,
-            "created_at": report.created_at.isoformat(),
-            "rows": report.current_size,
-            "drifted": [
-                {
-                    "feature": f.feature,
-                    "statistic": f.statistic,
-                    "value": f.value,
-                    "p_value": f.p_value,
-                    "threshold": f.threshold,
-                    "reference_size": f.reference_size,
-                    "current_size": f.current_size,
-                }
-                for f in drifted
-            ],
-            "report_uri": report.report_uri,
-        }
-        host = urllib.parse.urlparse(url).netloc
-        request = urllib.request.Request(
-            url,
-            data=json.dumps(summary).encode(),
-            headers={"Content-Type": "application/json", "User-Agent": "mlport-monitor"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=ALERT_TIMEOUT) as answer:
-                outcome = f"sent to {host} (HTTP {answer.status})"
-        except urllib.error.HTTPError as exc:
-            outcome = f"failed: {host} answered HTTP {exc.code}"
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", exc)
-            outcome = f"failed: {host}: {reason}"
+        from mlport.monitoring.monitor import send_alert
+
+        outcome = send_alert(url, report, ALERT_TIMEOUT)
         if outcome.startswith("failed"):
             _log_line(self.folder, f"alert {outcome}")
         return outcome

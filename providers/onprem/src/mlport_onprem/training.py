@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ from mlport.compute import local_machine
 from mlport.errors import AlreadyExistsError, InvalidSpecError, NotFoundError
 from mlport.handles import Job
 from mlport.services import LogChunk, Page, SubmitRequest, TrainingService
-from mlport.services.training import bundle_files
+from mlport.services.training import bundle_files, git_state
 from mlport.status import JobStatus
 from mlport_onprem._common import now
 
@@ -31,31 +30,6 @@ __all__ = ["OnPremTraining", "job_view", "read_log_files"]
 
 PAGE_SIZE = 50
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
-
-
-def _git(source_dir: Path) -> dict[str, Any] | None:
-    """The commit the source is at, and whether it has uncommitted changes; None outside git."""
-    git = shutil.which("git")
-    if git is None:
-        return None
-    try:
-        commit = subprocess.run(
-            [git, "-C", str(source_dir), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [git, "-C", str(source_dir), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit, "dirty": bool(dirty)}
 
 
 def job_view(doc: dict[str, Any], folder: Path, kind: str = "training") -> Job:
@@ -161,7 +135,7 @@ class OnPremTraining(TrainingService):
             lineage = {
                 "code_sha256": request.code_sha256,
                 "source_dir": str(request.source_dir),
-                "git": _git(request.source_dir),
+                "git": git_state(request.source_dir),
                 "compute": {
                     "requested": request.compute.requested.model_dump(exclude_defaults=True)
                     if request.compute.requested
