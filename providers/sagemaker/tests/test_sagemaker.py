@@ -231,3 +231,118 @@ def test_the_iam_policy_allows_every_sagemaker_call_the_provider_makes() -> None
     document = json.loads(printed)
     assert document["Version"] == "2012-10-17"
     assert set(document["Statement"][0]["Action"]) == allowed
+
+
+def _aws(sagemaker: SageMakerEmulator, service: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=sagemaker.endpoint_url,
+        region_name=sagemaker.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def _keys(sagemaker: SageMakerEmulator, prefix: str) -> list[str]:
+    listed = _aws(sagemaker, "s3").list_objects_v2(Bucket=sagemaker.bucket, Prefix=prefix)
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def _package(folder: Path, *, broken: bool = False) -> Path:
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    from mlport import package
+
+    folder.mkdir(parents=True)
+    if broken:
+        (folder / "model.joblib").write_bytes(b"not a model")
+    else:
+        model = LogisticRegression().fit(
+            [[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]], [0, 1, 1, 0]
+        )
+        joblib.dump(model, folder / "model.joblib")
+    package.build(folder, framework="sklearn")
+    return folder
+
+
+def test_a_refused_job_leaves_no_staged_files(
+    ml: mlport.Connection, sagemaker: SageMakerEmulator, tmp_path: Path
+) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "train.py").write_text("print('ok')\n")
+    (tmp_path / "data.csv").write_text("a\n1\n")
+    sagemaker.inject("CreateTrainingJob", "ValidationException")
+    with pytest.raises(InvalidSpecError):
+        ml.training.submit(
+            TrainingJob(
+                name="refused",
+                code=Code(source_dir=str(tmp_path / "code")),
+                inputs={"train": str(tmp_path / "data.csv")},
+            )
+        )
+    assert _keys(sagemaker, "mlport/jobs/refused/") == []
+
+
+def test_a_refused_version_leaves_no_files(
+    ml: mlport.Connection, sagemaker: SageMakerEmulator, tmp_path: Path
+) -> None:
+    sagemaker.inject("CreateModelPackage", "ValidationException")
+    with pytest.raises(InvalidSpecError):
+        ml.registry.register("refused", _package(tmp_path / "pkg"))
+    assert _keys(sagemaker, "mlport/models/refused/") == []
+
+
+def test_a_refused_endpoint_leaves_no_model_or_config(
+    ml: mlport.Connection, sagemaker: SageMakerEmulator, tmp_path: Path
+) -> None:
+    version = ml.registry.register("served", _package(tmp_path / "pkg"))
+    sagemaker.inject("CreateEndpoint", "ValidationException")
+    with pytest.raises(InvalidSpecError):
+        ml.endpoints.deploy("refused", version)
+    client = _aws(sagemaker, "sagemaker")
+    assert client.list_models(NameContains="refused")["Models"] == []
+    assert client.list_endpoint_configs(NameContains="refused")["EndpointConfigs"] == []
+
+
+def test_a_failed_update_rolls_back_and_cleans_up(
+    ml: mlport.Connection, sagemaker: SageMakerEmulator, tmp_path: Path
+) -> None:
+    from mlport.errors import DeploymentFailedError
+
+    good = ml.registry.register("flaky", _package(tmp_path / "good"))
+    broken = ml.registry.register("flaky", _package(tmp_path / "broken", broken=True))
+    endpoint = ml.endpoints.deploy("flaky", good, timeout=60)
+    before = endpoint.predict([[1.0, 1.0]])
+    with pytest.raises(DeploymentFailedError, match="rolled back"):
+        ml.endpoints.deploy("flaky", broken, timeout=60)
+    after = ml.endpoints.get("flaky")
+    assert after.variants == {good.version: 100}
+    assert after.predict([[1.0, 1.0]]) == before
+    client = _aws(sagemaker, "sagemaker")
+    assert len(client.list_models(NameContains="flaky")["Models"]) == 1
+    assert len(client.list_endpoint_configs(NameContains="flaky")["EndpointConfigs"]) == 1
+    ml.endpoints.delete("flaky")
+    assert client.list_models(NameContains="flaky")["Models"] == []
+    assert client.list_endpoint_configs(NameContains="flaky")["EndpointConfigs"] == []
+
+
+def test_replicas_register_autoscaling_and_delete_removes_it(
+    ml: mlport.Connection, sagemaker: SageMakerEmulator, tmp_path: Path
+) -> None:
+    version = ml.registry.register("scaled", _package(tmp_path / "pkg"))
+    endpoint = ml.endpoints.deploy(
+        "scaled", version, min_replicas=1, max_replicas=3, capture_percent=25, timeout=60
+    )
+    assert endpoint.capture_percent == 25
+    scaling = _aws(sagemaker, "application-autoscaling")
+    targets = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert [(t["ResourceId"], t["MinCapacity"], t["MaxCapacity"]) for t in targets] == [
+        (f"endpoint/scaled/variant/v{version.version}", 1, 3)
+    ]
+    policies = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    assert policies[0]["PolicyType"] == "TargetTrackingScaling"
+    ml.endpoints.delete("scaled")
+    assert scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []

@@ -116,22 +116,38 @@ class SageMakerEndpoints(EndpointService):
             )
         name = request.name
         model = self._create_model(name, request.version)
-        variants = [self._variant(request, model, 100.0)]
-        if request.existing is not None and options.traffic_percent is not None:
-            share = options.traffic_percent
-            current = self._current_variants(name)
-            total = sum(v.get("InitialVariantWeight", 0.0) for v in current) or 1.0
-            kept = [
-                {
-                    **v,
-                    "InitialVariantWeight": v.get("InitialVariantWeight", 0.0)
-                    / total
-                    * (100.0 - share),
-                }
-                for v in current
-                if v["VariantName"] != variant_name(request.version.version)
-            ]
-            variants = [*kept, self._variant(request, model, share)]
+        try:
+            variants = [self._variant(request, model, 100.0)]
+            if request.existing is not None and options.traffic_percent is not None:
+                share = options.traffic_percent
+                current = self._current_variants(name)
+                total = sum(v.get("InitialVariantWeight", 0.0) for v in current) or 1.0
+                kept = [
+                    {
+                        **v,
+                        "InitialVariantWeight": v.get("InitialVariantWeight", 0.0)
+                        / total
+                        * (100.0 - share),
+                    }
+                    for v in current
+                    if v["VariantName"] != variant_name(request.version.version)
+                ]
+                variants = [*kept, self._variant(request, model, share)]
+            self._create_and_apply(request, model, variants)
+        except Exception as exc:
+            # A refused create or update leaves no model or config behind (without the
+            # endpoint, every model and config made for it is unused).
+            if self.provider.failed_for_good(exc):
+                with contextlib.suppress(Exception):
+                    self._forget_unused(name)
+            raise
+        return self._get(name)
+
+    def _create_and_apply(
+        self, request: DeployRequest, model: str, variants: list[dict[str, Any]]
+    ) -> None:
+        name = request.name
+        options = request.options
         config = self._create_config(name, variants, options.capture_percent, request)
         scaling = None
         if options.max_replicas and options.max_replicas > options.min_replicas:
@@ -151,7 +167,6 @@ class SageMakerEndpoints(EndpointService):
                 tags.append({"Key": SCALING_TAG, "Value": scaling})
             self._sm.add_tags(ResourceArn=arn, Tags=tags)
             self._sm.update_endpoint(EndpointName=name, EndpointConfigName=config)
-        return self._get(name)
 
     def _create_model(self, endpoint: str, version: ModelVersion) -> str:
         model = _resource_name(endpoint, f"v{version.version}-{_stamp()}")

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from mlport.errors import ConfigError
+from mlport.errors import MlportError as MlportErrorType
 from mlport.services import Provider
 from mlport_sagemaker import SageMakerConfig
 
@@ -141,6 +142,16 @@ class SageMakerProvider(Provider):
         from mlport import __version__
 
         return f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/mlport-serving:{__version__}"
+
+    def failed_for_good(self, error: BaseException) -> bool:
+        """True if ``error`` means the call did not take effect: not a throttle, a transient
+        failure or a lost answer (after which the resource may exist) and not an interrupt."""
+        from mlport.errors import RETRYABLE, AlreadyExistsError
+
+        if not isinstance(error, Exception):
+            return False
+        mapped = error if isinstance(error, MlportErrorType) else self.translate_error(error)
+        return mapped is not None and not isinstance(mapped, (*RETRYABLE, AlreadyExistsError))
 
     def translate_error(self, error: Exception) -> MlportError | None:
         """Map botocore errors onto the mlport hierarchy (``_errors.py``)."""

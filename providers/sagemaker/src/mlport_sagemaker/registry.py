@@ -153,8 +153,16 @@ class SageMakerRegistry(RegistryService):
             }
         if request.tags:
             body["Tags"] = [{"Key": k, "Value": v} for k, v in sorted(request.tags.items())]
-        self._ensure_group(request.name)
-        created = self._sm.create_model_package(**body)
+        try:
+            self._ensure_group(request.name)
+            created = self._sm.create_model_package(**body)
+        except Exception as exc:
+            # Refused: nothing of this version stays in S3. After a retryable error the version
+            # may have been made (it is found by its request id), so its files stay.
+            if self.provider.failed_for_good(exc):
+                with contextlib.suppress(Exception):
+                    self.provider.storage.delete(folder)
+            raise
         return self._describe(created["ModelPackageArn"])
 
     def _stage(self, request: RegisterRequest, staged: Path) -> None:

@@ -14,6 +14,7 @@ CloudWatch Logs, cancel is StopTrainingJob. SageMaker keeps jobs: they cannot be
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -158,7 +159,15 @@ class SageMakerTraining(TrainingService):
             body["OutputDataConfig"]["KmsKeyId"] = provider.config.kms_key_id
             body["ResourceConfig"]["VolumeKmsKeyId"] = provider.config.kms_key_id
         body = merge_options(body, spec.provider_options.get("sagemaker", {}))
-        self._sm.create_training_job(**body)
+        try:
+            self._sm.create_training_job(**body)
+        except Exception as exc:
+            # A refused job leaves no staged bundle or inputs behind; after a retryable error
+            # or a taken name the job may exist and its files stay.
+            if provider.failed_for_good(exc):
+                with contextlib.suppress(Exception):
+                    provider.storage.delete(job_root)
+            raise
         return self._get(request.name)
 
     def _upload_bundle(
