@@ -346,3 +346,19 @@ def test_replicas_register_autoscaling_and_delete_removes_it(
     assert policies[0]["PolicyType"] == "TargetTrackingScaling"
     ml.endpoints.delete("scaled")
     assert scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+
+
+def test_a_deploy_whose_answer_was_lost_makes_one_endpoint(
+    ml: mlport.Connection, sagemaker: SageMakerEmulator, tmp_path: Path
+) -> None:
+    from mlport.testing.emulator import DROP_RESPONSE_AFTER_COMMIT
+
+    version = ml.registry.register("lost", _package(tmp_path / "pkg"))
+    sagemaker.inject("CreateEndpoint", DROP_RESPONSE_AFTER_COMMIT)
+    endpoint = ml.endpoints.deploy("lost", version, timeout=60)
+    assert endpoint.variants == {version.version: 100}
+    client = _aws(sagemaker, "sagemaker")
+    assert [e["EndpointName"] for e in client.list_endpoints()["Endpoints"]] == ["lost"]
+    assert len(client.list_models(NameContains="lost")["Models"]) == 1
+    assert len(client.list_endpoint_configs(NameContains="lost")["EndpointConfigs"]) == 1
+    ml.endpoints.delete("lost")

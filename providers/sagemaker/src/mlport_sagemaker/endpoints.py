@@ -29,7 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlport.errors import DeploymentFailedError, InvalidSpecError, NotFoundError
+from mlport.errors import (
+    AlreadyExistsError,
+    DeploymentFailedError,
+    InvalidSpecError,
+    NotFoundError,
+)
 from mlport.handles import Endpoint, Job, ModelVersion
 from mlport.services import BatchRequest, DeployRequest, EndpointService, LogChunk, Page
 from mlport_sagemaker._status import ENDPOINT_STATES, JOB_STATES
@@ -159,7 +164,14 @@ class SageMakerEndpoints(EndpointService):
             ]
             if scaling:
                 tags.append({"Key": SCALING_TAG, "Value": scaling})
-            self._sm.create_endpoint(EndpointName=name, EndpointConfigName=config, Tags=tags)
+            try:
+                self._sm.create_endpoint(EndpointName=name, EndpointConfigName=config, Tags=tags)
+            except Exception as exc:
+                if not (
+                    isinstance(self.provider.translate_error(exc), AlreadyExistsError)
+                    and self._made_by_earlier_attempt(name, request.version)
+                ):
+                    raise
         else:
             arn = self._sm.describe_endpoint(EndpointName=name)["EndpointArn"]
             tags = [{"Key": MODEL_TAG, "Value": request.version.name}]
@@ -167,6 +179,15 @@ class SageMakerEndpoints(EndpointService):
                 tags.append({"Key": SCALING_TAG, "Value": scaling})
             self._sm.add_tags(ResourceArn=arn, Tags=tags)
             self._sm.update_endpoint(EndpointName=name, EndpointConfigName=config)
+
+    def _made_by_earlier_attempt(self, name: str, version: ModelVersion) -> bool:
+        """True if endpoint ``name`` is ours for ``version``: a create whose answer was lost and
+        that the retry finds done (its extra model and config are removed after the wait)."""
+        tags = self._tags(name)
+        if tags.get(ENDPOINT_TAG) != name or tags.get(MODEL_TAG) != version.name:
+            return False
+        current = self._current_variants(name)
+        return [v["VariantName"] for v in current] == [variant_name(version.version)]
 
     def _create_model(self, endpoint: str, version: ModelVersion) -> str:
         model = _resource_name(endpoint, f"v{version.version}-{_stamp()}")
