@@ -117,3 +117,15 @@ def test_batch_deployment_needs_an_existing_compute(ml_no_retry: Any, tmp_path: 
             )
         ).result()
     assert caught.value.error.target == "properties.compute"
+
+
+def test_compute_name_needs_a_letter_after_its_last_dash(ml_no_retry: Any) -> None:
+    from azure.ai.ml.entities import AmlCompute
+
+    with pytest.raises(HttpResponseError) as caught:
+        ml_no_retry.compute.begin_create_or_update(
+            AmlCompute(name="cpu-cluster-1", size="Standard_DS3_v2", max_instances=1)
+        ).result()
+    assert caught.value.status_code == 400
+    assert caught.value.error.target == "computeName"
+    assert [c.name for c in ml_no_retry.compute.list()] == []

@@ -40,10 +40,12 @@ NAME_RULES: dict[str, tuple[re.Pattern[str], str]] = {
         "must start with a letter or digit and contain only letters, digits, '-' or '_' "
         "(at most 255 characters)",
     ),
-    # Compute names: 3-24 characters, a letter first, letters, digits and '-'.
+    # Compute names: 3-24 characters, a letter first, letters, digits and '-', and a '-' must be
+    # followed by a letter later in the name.
     "compute": (
-        re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{2,23}$"),
-        "must be 3-24 characters, start with a letter, and contain only letters, digits and '-'",
+        re.compile(r"^(?=.{3,24}$)[a-zA-Z][a-zA-Z0-9]*(?:-[a-zA-Z0-9-]*[a-zA-Z][a-zA-Z0-9]*)?$"),
+        "must be 3-24 characters, start with a letter, contain only letters, digits and '-', "
+        "and have a letter somewhere after its last '-'",
     ),
     # Swagger path parameter `name` of schedules.
     "schedule": (

@@ -14,6 +14,7 @@ def register_all(service: Service) -> None:
     from mlport_azureml.emulator.compute import Computes
     from mlport_azureml.emulator.jobs import Jobs
     from mlport_azureml.emulator.online import OnlineEndpoints
+    from mlport_azureml.emulator.schedules import Schedules
     from mlport_azureml.emulator.workspace import Workspaces
 
     Workspaces(service)
@@ -22,3 +23,4 @@ def register_all(service: Service) -> None:
     Jobs(service)
     OnlineEndpoints(service)
     BatchEndpoints(service)
+    Schedules(service)

@@ -261,6 +261,8 @@ class Jobs:
         """
         check_name("job", name, "name")
         for key, spec in (properties.get("inputs") or {}).items():
+            if spec.get("jobInputType") == "literal":
+                continue
             locate(
                 self.service,
                 str(spec["uri"]),
@@ -453,6 +455,25 @@ class Jobs:
         return body
 
     # --- validation --------------------------------------------------------------------------
+
+    def validate(self, properties: dict[str, Any], prefix: str = "properties") -> None:
+        """Check a command job's properties as ``Jobs_CreateOrUpdate`` does.
+
+        Args:
+            properties: The job's ``properties``.
+            prefix: What error targets start with instead of ``properties`` (a schedule's
+                ``properties.action.jobDefinition``).
+
+        Raises:
+            ApiError: 400 naming the bad field.
+        """
+        try:
+            self._validate(properties)
+        except ApiError as exc:
+            if prefix != "properties" and exc.target and exc.target.startswith("properties"):
+                target = prefix + exc.target[len("properties") :]
+                raise bad_request(exc.message, target) from None
+            raise
 
     def _validate(self, properties: dict[str, Any]) -> None:
         kind = properties.get("jobType")
@@ -819,6 +840,14 @@ class Jobs:
             ApiError: 404 for a missing job; KeyError for a missing output.
         """
         return str(self._find(name).resource["properties"]["outputs"][output]["uri"])
+
+    def resource(self, name: str) -> dict[str, Any]:
+        """A job's resource as ``Jobs_Get`` answers it (for other families).
+
+        Raises:
+            ApiError: 404 for a missing job.
+        """
+        return self._find(name).resource
 
     def status(self, name: str) -> str:
         """A job's current status (for other families)."""

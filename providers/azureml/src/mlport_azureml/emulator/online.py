@@ -431,6 +431,15 @@ class OnlineEndpoints:
 
     # --- deployments -------------------------------------------------------------------------
 
+    def has_deployment(self, endpoint: str, deployment: str) -> bool:
+        """Whether the online endpoint ``endpoint`` has a deployment named ``deployment``."""
+        try:
+            found = self._find(endpoint)
+        except ApiError:
+            return False
+        with self.service.lock:
+            return deployment in found.deployments
+
     def _deployment(self, endpoint: _Endpoint, name: str) -> _Deployment:
         with self.service.lock:
             found = endpoint.deployments.get(name)
