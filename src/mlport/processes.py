@@ -23,22 +23,21 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mlport._files import locked, write_atomic
 from mlport.errors import InvalidSpecError, MlportError, WaitTimeoutError
 
 __all__ = [
@@ -314,19 +313,7 @@ def write_ready_file(path: str | os.PathLike[str], content: str) -> None:
     Raises:
         OSError: The directory does not exist or is not writable.
     """
-    _write_atomic(Path(path), content)
-
-
-def _write_atomic(target: Path, content: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(content)
-        Path(tmp).replace(target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp).unlink()
-        raise
+    write_atomic(Path(path), content)
 
 
 def wait_for_ready_file(
@@ -451,15 +438,8 @@ class ProcessTable:
             self._write([r for r in current if not any(_same_process(r, s) for s in records)])
         return [r for r, was_running in zip(records, stopped, strict=True) if was_running]
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self._lock_path, mode=0o644)
 
     def _read(self) -> list[ProcessRecord]:
         try:
@@ -477,7 +457,7 @@ class ProcessTable:
         return records
 
     def _write(self, records: Iterable[ProcessRecord]) -> None:
-        _write_atomic(self.path, "".join(r.to_json() + "\n" for r in records))
+        write_atomic(self.path, "".join(r.to_json() + "\n" for r in records))
 
 
 @dataclass(frozen=True)

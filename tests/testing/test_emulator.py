@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -11,12 +10,13 @@ from mlport.errors import InvalidSpecError, ThrottledError
 from mlport.testing.emulator import (
     DROP_RESPONSE_AFTER_COMMIT,
     Emulator,
+    EmulatorBase,
     FaultInjector,
     InjectedError,
 )
 
 
-class InMemoryEmulator:
+class InMemoryEmulator(EmulatorBase):
     """The smallest emulator: a dict of resources behind a fault injector."""
 
     provider = "inmemory"
@@ -55,17 +55,6 @@ class InMemoryEmulator:
 
     def close(self) -> None:
         self.closed = True
-
-    def __enter__(self) -> InMemoryEmulator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def test_an_emulator_satisfies_the_protocol() -> None:

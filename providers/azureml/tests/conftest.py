@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,21 +9,17 @@ from typing import Any
 import pytest
 from mlport_azureml.emulator import AzureMLEmulator
 
+from mlport.testing.emulator import environment
+
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureMLEmulator]:
-    with AzureMLEmulator(work_dir=tmp_path_factory.mktemp("azureml")) as emu:
-        saved = {key: os.environ.get(key) for key in emu.env}
-        os.environ.update(emu.env)
+    with (
+        AzureMLEmulator(work_dir=tmp_path_factory.mktemp("azureml")) as emu,
+        environment(emu.env),
+    ):
         emu.apply()
-        try:
-            yield emu
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        yield emu
 
 
 @pytest.fixture(autouse=True)

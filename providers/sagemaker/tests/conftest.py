@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,22 +9,17 @@ import pytest
 from mlport_sagemaker.emulator import SageMakerEmulator
 
 import mlport
+from mlport.testing.emulator import environment
 
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SageMakerEmulator]:
     """The local SageMaker, shared by the session; AWS settings point at it."""
-    with SageMakerEmulator(workdir=tmp_path_factory.mktemp("sagemaker")) as emu:
-        saved = {key: os.environ.get(key) for key in emu.env}
-        os.environ.update(emu.env)
-        try:
-            yield emu
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with (
+        SageMakerEmulator(workdir=tmp_path_factory.mktemp("sagemaker")) as emu,
+        environment(emu.env),
+    ):
+        yield emu
 
 
 @pytest.fixture

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from mlport_vertex.emulator import VertexEmulator
 
+from mlport.testing.emulator import environment
+
 
 @pytest.fixture(scope="session")
 def vertex_session() -> Iterator[VertexEmulator]:
     """The emulator, with its environment set for the SDKs (gRPC reads its roots once)."""
-    saved = dict(os.environ)
-    with VertexEmulator() as emulator:
-        os.environ.update(emulator.env)
-        try:
-            yield emulator
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    with VertexEmulator() as emulator, environment(emulator.env):
+        yield emulator
 
 
 @pytest.fixture

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import importlib
 import ipaddress
 import os
 import ssl
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlport._files import locked, write_atomic
 from mlport.errors import InvalidSpecError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -111,7 +110,7 @@ def local_ca() -> CertificateAuthority:
     )
     if _is_usable(ca):
         return ca
-    with _locked(directory / ".lock"):
+    with locked(directory / ".lock"):
         if not _is_usable(ca):
             _create_ca(ca)
     return ca
@@ -153,7 +152,7 @@ def issue_server_cert(
     authority = ca if ca is not None else local_ca()
     if ca is None:
         # The lock keeps us from reading a CA that another process is replacing half-way.
-        with _locked(authority.cert_file.parent / ".lock"):
+        with locked(authority.cert_file.parent / ".lock"):
             ca_cert_pem = authority.cert_file.read_bytes()
             ca_key_pem = authority.key_file.read_bytes()
     else:
@@ -219,9 +218,9 @@ def issue_server_cert(
         ca_file=authority.cert_file,
         bundle_file=out / "server-bundle.pem",
     )
-    _write_atomic(server.key_file, _private_pem(key), mode=0o600)
-    _write_atomic(server.cert_file, cert_pem)
-    _write_atomic(server.bundle_file, cert_pem + ca_cert_pem)
+    write_atomic(server.key_file, _private_pem(key), mode=0o600)
+    write_atomic(server.cert_file, cert_pem, mode=0o644)
+    write_atomic(server.bundle_file, cert_pem + ca_cert_pem, mode=0o644)
     return server
 
 
@@ -254,7 +253,7 @@ def ca_env(ca_file: str | os.PathLike[str]) -> dict[str, str]:
     except FileNotFoundError:
         unchanged = False
     if not unchanged:
-        _write_atomic(bundle, content)
+        write_atomic(bundle, content, mode=0o644)
     path = str(bundle)
     return {
         "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": path,
@@ -292,16 +291,6 @@ def _make_private_dir(directory: Path) -> None:
     # mkdir's mode is reduced by the umask and ignored for a directory that already existed.
     if info.st_mode & 0o077 and info.st_uid == os.getuid():
         directory.chmod(0o700)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _is_usable(ca: CertificateAuthority) -> bool:
@@ -360,8 +349,8 @@ def _create_ca(ca: CertificateAuthority) -> None:
     )
     # Key first: a reader that finds the certificate also finds its key (readers that might see
     # a CA being replaced read under the lock).
-    _write_atomic(ca.key_file, _private_pem(key), mode=0o600)
-    _write_atomic(ca.cert_file, _cert_pem(cert))
+    write_atomic(ca.key_file, _private_pem(key), mode=0o600)
+    write_atomic(ca.cert_file, _cert_pem(cert), mode=0o644)
 
 
 def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -378,17 +367,3 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    # mkstemp creates the file 0600, so a key is never readable by others, even for a moment.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        Path(tmp).chmod(mode)
-        Path(tmp).replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp).unlink()
-        raise

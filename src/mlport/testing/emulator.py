@@ -15,9 +15,11 @@ An emulator is a real server on 127.0.0.1 that the provider's own SDK talks to (
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, TypeAlias, runtime_checkable
@@ -27,8 +29,10 @@ from mlport.errors import InvalidSpecError
 __all__ = [
     "DROP_RESPONSE_AFTER_COMMIT",
     "Emulator",
+    "EmulatorBase",
     "FaultInjector",
     "InjectedError",
+    "environment",
 ]
 
 DROP_RESPONSE_AFTER_COMMIT: Final = "drop_response_after_commit"
@@ -106,6 +110,43 @@ class Emulator(Protocol):
     ) -> None:
         """Call :meth:`close`."""
         ...
+
+
+class EmulatorBase:
+    """What every emulator class shares: used as a context manager, it is closed at the end."""
+
+    def close(self) -> None:
+        """Stop the emulator; subclasses implement it."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        """Return the running emulator."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Call :meth:`close`."""
+        self.close()
+
+
+@contextlib.contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set ``variables`` (an emulator's :attr:`Emulator.env`) in ``os.environ`` for the block,
+    then restore what was there before."""
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @dataclass

@@ -3,16 +3,15 @@ log tails, and starting a detached process of this package for a folder."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlport import _files
+from mlport._files import locked
 from mlport.processes import ProcessRecord, spawn
 
 if TYPE_CHECKING:
@@ -36,27 +35,13 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that readers never see a partial file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Replace ``path`` with ``text`` (mode 0644) so that readers never see a partial file."""
+    _files.write_atomic(path, text, mode=0o644)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write a JSON object atomically."""
     write_atomic(path, json.dumps(data, indent=2))
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if missing) while the block runs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def tail(path: Path, lines: int) -> str:

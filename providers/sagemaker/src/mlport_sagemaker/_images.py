@@ -15,7 +15,7 @@ from typing import Any
 
 from mlport.errors import InvalidSpecError
 
-__all__ = ["DEFAULT_FRAMEWORK", "framework_image"]
+__all__ = ["DEFAULT_FRAMEWORK", "TELEMETRY_OPT_OUT", "framework_image", "image_uris"]
 
 DEFAULT_FRAMEWORK = "sklearn"
 """The container of jobs that name no framework, ``python`` or a framework SageMaker has no
@@ -28,7 +28,11 @@ _NATIVE = {
     "tensorflow": "tensorflow",
     "huggingface": "huggingface",
 }
-_CONFIG = "SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+TELEMETRY_OPT_OUT = (
+    "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+)
+"""A sagemaker-core user config (``SAGEMAKER_USER_CONFIG_OVERRIDE``) that turns telemetry off;
+the SDK reads the opt-out from such a file only."""
 
 
 def _opt_out() -> None:
@@ -37,17 +41,17 @@ def _opt_out() -> None:
     folder = Path(tempfile.gettempdir()) / f"mlport-sagemaker-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
     path = folder / "config.yaml"
-    if not path.exists():
-        path.write_text(_CONFIG)
+    path.write_text(TELEMETRY_OPT_OUT)
     os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(path)
 
 
 @cache
-def _image_uris() -> Any:
+def image_uris() -> Any:
+    """``sagemaker.core.image_uris``, imported once, with telemetry opted out."""
     _opt_out()
-    from sagemaker.core import image_uris
+    from sagemaker.core import image_uris as module
 
-    return image_uris
+    return module
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -55,8 +59,7 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def _pick_version(framework: str, wanted: str | None, scope: str) -> str:
-    image_uris = _image_uris()
-    config = image_uris.config_for_framework(framework)
+    config = image_uris().config_for_framework(framework)
     section = config.get(scope, config)
     versions = list(section.get("versions", {})) + list(section.get("version_aliases", {}))
     if not versions:
@@ -94,7 +97,7 @@ def framework_image(
         native, version = DEFAULT_FRAMEWORK, None
     chosen = _pick_version(native, version, scope)
     try:
-        uri = _image_uris().retrieve(
+        uri = image_uris().retrieve(
             native,
             region=region,
             version=chosen,

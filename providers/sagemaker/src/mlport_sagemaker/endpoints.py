@@ -183,7 +183,7 @@ class SageMakerEndpoints(EndpointService):
     def _made_by_earlier_attempt(self, name: str, version: ModelVersion) -> bool:
         """True if endpoint ``name`` is ours for ``version``: a create whose answer was lost and
         that the retry finds done (its extra model and config are removed after the wait)."""
-        tags = self._tags(name)
+        tags = self._tags(self._sm.describe_endpoint(EndpointName=name)["EndpointArn"])
         if tags.get(ENDPOINT_TAG) != name or tags.get(MODEL_TAG) != version.name:
             return False
         current = self._current_variants(name)
@@ -280,13 +280,13 @@ class SageMakerEndpoints(EndpointService):
 
     def _apply_scaling(self, name: str) -> None:
         """Register the endpoint's variants with Application Auto Scaling, if asked for."""
-        tags = self._tags(name)
-        wanted = tags.get(SCALING_TAG)
+        found = self._sm.describe_endpoint(EndpointName=name)
+        wanted = self._tags(found["EndpointArn"]).get(SCALING_TAG)
         if not wanted:
             return
         low, high = (int(part) for part in wanted.split("-"))
         scaling = self.provider.client("application-autoscaling")
-        for variant in self._sm.describe_endpoint(EndpointName=name).get("ProductionVariants", []):
+        for variant in found.get("ProductionVariants", []):
             resource = f"endpoint/{name}/variant/{variant['VariantName']}"
             scaling.register_scalable_target(
                 ServiceNamespace="sagemaker",
@@ -318,19 +318,15 @@ class SageMakerEndpoints(EndpointService):
         prefix = f"endpoint/{name}/variant/"
         return [t for t in answer.get("ScalableTargets", []) if t["ResourceId"].startswith(prefix)]
 
-    def _tags(self, name: str) -> dict[str, str]:
-        arn = self._sm.describe_endpoint(EndpointName=name)["EndpointArn"]
+    def _tags(self, arn: str) -> dict[str, str]:
+        """The tags of the resource at ``arn``."""
         return {t["Key"]: t["Value"] for t in self._sm.list_tags(ResourceArn=arn).get("Tags", [])}
 
     # --- read ------------------------------------------------------------------------------------
 
     def _get(self, name: str) -> Endpoint:
         found = self._sm.describe_endpoint(EndpointName=name)
-        tags = {
-            t["Key"]: t["Value"]
-            for t in self._sm.list_tags(ResourceArn=found["EndpointArn"]).get("Tags", [])
-        }
-        return self._view(found, tags)
+        return self._view(found, self._tags(found["EndpointArn"]))
 
     def _view(self, found: dict[str, Any], tags: dict[str, str]) -> Endpoint:
         variants = found.get("ProductionVariants") or []
@@ -404,15 +400,9 @@ class SageMakerEndpoints(EndpointService):
         }
         if variant is not None:
             kwargs["TargetVariant"] = variant_name(str(variant))
-        try:
-            answer = self.provider.client("sagemaker-runtime").invoke_endpoint(**kwargs)
-        except Exception as exc:
-            mapped = self.provider.translate_error(exc)
-            if isinstance(mapped, NotFoundError) or "not found" in str(exc).lower():
-                raise NotFoundError(
-                    f"endpoint {name!r} not found on sagemaker", resource=name
-                ) from exc
-            raise
+        # An unknown endpoint is ValidationError "Endpoint <name> of account ... not found.",
+        # which the error table maps to NotFoundError.
+        answer = self.provider.client("sagemaker-runtime").invoke_endpoint(**kwargs)
         body = json.loads(answer["Body"].read())
         predictions = body.get("predictions") if isinstance(body, dict) else body
         if not isinstance(predictions, list):
@@ -516,8 +506,7 @@ class SageMakerEndpoints(EndpointService):
                 return found
 
     def _owned(self, arn: str, endpoint: str) -> bool:
-        tags = self._sm.list_tags(ResourceArn=arn).get("Tags", [])
-        return any(t["Key"] == ENDPOINT_TAG and t["Value"] == endpoint for t in tags)
+        return self._tags(arn).get(ENDPOINT_TAG) == endpoint
 
     # --- batch -----------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from mlport.errors import InvalidSpecError, NotFoundError
 from mlport.handles import DriftReport, Monitor
 from mlport.services import MonitoringService, Page
 from mlport.specs import MonitorOptions
-from mlport_sagemaker._images import _image_uris
+from mlport_sagemaker._images import image_uris
 
 if TYPE_CHECKING:
     from mlport_sagemaker.provider import SageMakerProvider
@@ -45,7 +45,7 @@ def _now() -> datetime:
 def _cron(seconds: int) -> str:
     """SageMaker's schedule expression for every ``seconds``: hourly, every N hours, daily."""
     hours, rest = divmod(seconds, _HOUR)
-    if rest or hours < 1 or (hours <= 24 and 24 % hours) or (hours > 24 and hours != 24):
+    if rest or hours not in (1, 2, 3, 4, 6, 8, 12, 24):
         raise InvalidSpecError(
             f"schedule {seconds}s: SageMaker monitoring schedules run hourly, every 2, 3, 4, 6, "
             "8 or 12 hours, or daily; use one of '1h', '2h', ..., '24h'"
@@ -232,7 +232,7 @@ class SageMakerMonitoring(MonitoringService):
             json.dumps(constraints), f"{folder}/constraints.json"
         )
         name = f"mlport-{endpoint}"[:63].rstrip("-")
-        image = self.provider.config.monitoring_image or _image_uris().retrieve(
+        image = self.provider.config.monitoring_image or image_uris().retrieve(
             "model-monitor", region=self.provider.region
         )
         self._sm.create_data_quality_job_definition(

@@ -10,13 +10,11 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from mlport.errors import ConfigError
-from mlport.errors import MlportError as MlportErrorType
+from mlport.errors import RETRYABLE, AlreadyExistsError, ConfigError, MlportError
 from mlport.services import Provider
 from mlport_sagemaker import SageMakerConfig
 
 if TYPE_CHECKING:
-    from mlport.errors import MlportError
     from mlport_sagemaker.storage import S3Storage
 
 __all__ = ["SageMakerProvider"]
@@ -146,11 +144,9 @@ class SageMakerProvider(Provider):
     def failed_for_good(self, error: BaseException) -> bool:
         """True if ``error`` means the call did not take effect: not a throttle, a transient
         failure or a lost answer (after which the resource may exist) and not an interrupt."""
-        from mlport.errors import RETRYABLE, AlreadyExistsError
-
         if not isinstance(error, Exception):
             return False
-        mapped = error if isinstance(error, MlportErrorType) else self.translate_error(error)
+        mapped = error if isinstance(error, MlportError) else self.translate_error(error)
         return mapped is not None and not isinstance(mapped, (*RETRYABLE, AlreadyExistsError))
 
     def translate_error(self, error: Exception) -> MlportError | None:

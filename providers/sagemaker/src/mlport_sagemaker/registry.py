@@ -69,10 +69,8 @@ class SageMakerRegistry(RegistryService):
     def _sm(self) -> Any:
         return self.provider.sagemaker
 
-    def _arn(self, name: str, version: str | None = None) -> str:
+    def _arn(self, name: str, version: str) -> str:
         base = f"arn:aws:sagemaker:{self.provider.region}:{self.provider.account}"
-        if version is None:
-            return f"{base}:model-package-group/{name.lower()}"
         return f"{base}:model-package/{name.lower()}/{version}"
 
     # --- register --------------------------------------------------------------------------------
@@ -202,13 +200,16 @@ class SageMakerRegistry(RegistryService):
 
     # --- read ------------------------------------------------------------------------------------
 
-    def _describe(self, arn: str) -> ModelVersion:
+    def _describe(self, arn: str, group: str | None = None) -> ModelVersion:
+        """The version at ``arn``; ``group`` is its group's ARN when the caller has it."""
         found = self._sm.describe_model_package(ModelPackageName=arn)
-        return self._view(found, self._aliases(found["ModelPackageGroupName"]))
+        return self._view(
+            found, self._aliases(group or self._group_arn(found["ModelPackageGroupName"]))
+        )
 
-    def _aliases(self, name: str) -> dict[str, str]:
-        """Alias -> version, from the group's tags."""
-        tags = self._sm.list_tags(ResourceArn=self._group_arn(name)).get("Tags", [])
+    def _aliases(self, group: str) -> dict[str, str]:
+        """Alias -> version, from the tags of the group at ARN ``group``."""
+        tags = self._sm.list_tags(ResourceArn=group).get("Tags", [])
         return {
             tag["Key"][len(ALIAS_TAG) :]: tag["Value"]
             for tag in tags
@@ -216,6 +217,11 @@ class SageMakerRegistry(RegistryService):
         }
 
     def _group_arn(self, name: str) -> str:
+        """The ARN of model ``name``'s group.
+
+        Raises:
+            NotFoundError: no such model.
+        """
         try:
             found = self._sm.describe_model_package_group(ModelPackageGroupName=name)
         except Exception as exc:
@@ -274,18 +280,18 @@ class SageMakerRegistry(RegistryService):
         return list(answer.get("ModelPackageSummaryList", [])), answer.get("NextToken")
 
     def _find_by_request_id(self, name: str, request_id: str) -> ModelVersion | None:
-        self._group_arn(name)
+        group = self._group_arn(name)
         summaries, _ = self._packages(name, None, _RECENT)
         for summary in summaries:
             found = self._sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
             if (found.get("CustomerMetadataProperties") or {}).get(P_REQUEST) == request_id:
-                return self._view(found, self._aliases(name))
+                return self._view(found, self._aliases(group))
         return None
 
-    def _get_version(self, name: str, version: str) -> ModelVersion:
-        self._group_arn(name)
+    def _get_version(self, name: str, version: str, group: str | None = None) -> ModelVersion:
+        group = group or self._group_arn(name)
         try:
-            return self._describe(self._arn(name, version))
+            return self._describe(self._arn(name, version), group)
         except Exception as exc:
             if isinstance(exc, NotFoundError) or isinstance(
                 self.provider.translate_error(exc), NotFoundError
@@ -296,14 +302,14 @@ class SageMakerRegistry(RegistryService):
             raise
 
     def _latest(self, name: str) -> ModelVersion:
-        self._group_arn(name)
+        group = self._group_arn(name)
         summaries, _ = self._packages(name, None, 1)
         if not summaries:
             raise NotFoundError(f"model {name!r} has no versions", resource=name)
-        return self._describe(summaries[0]["ModelPackageArn"])
+        return self._describe(summaries[0]["ModelPackageArn"], group)
 
     def _resolve_alias(self, name: str, alias: str) -> str:
-        found = self._aliases(name).get(alias)
+        found = self._aliases(self._group_arn(name)).get(alias)
         if found is None:
             raise NotFoundError(f"model {name!r} has no version with alias {alias!r}")
         return found
@@ -320,9 +326,9 @@ class SageMakerRegistry(RegistryService):
         return Page(versions, answer.get("NextToken"))
 
     def _list_versions(self, name: str, page_token: str | None) -> Page[ModelVersion]:
-        self._group_arn(name)
+        group = self._group_arn(name)
         summaries, token = self._packages(name, page_token)
-        aliases = self._aliases(name)
+        aliases = self._aliases(group)
         return Page(
             [
                 self._view(
@@ -336,23 +342,23 @@ class SageMakerRegistry(RegistryService):
     # --- change ----------------------------------------------------------------------------------
 
     def _set_stage(self, name: str, version: str, stage: str) -> ModelVersion:
-        target = self._get_version(name, version)
         group = self._group_arn(name)
-        aliases = self._aliases(name)
+        target = self._get_version(name, version, group)
+        aliases = self._aliases(group)
         if stage == "none":
             held = [alias for alias, v in aliases.items() if v == version]
             if held:
                 self._sm.delete_tags(ResourceArn=group, TagKeys=[ALIAS_TAG + a for a in held])
             self._update(target, "none")
-            return self._get_version(name, version)
+            return self._get_version(name, version, group)
         previous = aliases.get(stage)
         self._sm.add_tags(ResourceArn=group, Tags=[{"Key": ALIAS_TAG + stage, "Value": version}])
         if previous and previous != version and stage in STAGE_ORDER:
             with contextlib.suppress(NotFoundError):
-                self._update(self._get_version(name, previous), "none")
+                self._update(self._get_version(name, previous, group), "none")
         if stage in STAGE_ORDER:
             self._update(target, stage)
-        return self._get_version(name, version)
+        return self._get_version(name, version, group)
 
     def _update(self, version: ModelVersion, stage: str) -> None:
         found = self._sm.describe_model_package(ModelPackageName=version.provider_id)
@@ -367,13 +373,11 @@ class SageMakerRegistry(RegistryService):
         )
 
     def _delete_version(self, name: str, version: str) -> None:
-        found = self._get_version(name, version)
-        self._delete_package(found)
-        held = [alias for alias, v in self._aliases(name).items() if v == version]
+        group = self._group_arn(name)
+        self._delete_package(self._get_version(name, version, group))
+        held = [alias for alias, v in self._aliases(group).items() if v == version]
         if held:
-            self._sm.delete_tags(
-                ResourceArn=self._group_arn(name), TagKeys=[ALIAS_TAG + a for a in held]
-            )
+            self._sm.delete_tags(ResourceArn=group, TagKeys=[ALIAS_TAG + a for a in held])
 
     def _delete_package(self, version: ModelVersion) -> None:
         try:

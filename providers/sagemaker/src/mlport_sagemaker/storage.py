@@ -182,10 +182,6 @@ class S3Storage(StorageService):
 
     # --- helpers the other services use ------------------------------------------------------
 
-    def put_file(self, path: Path, uri: str) -> str:
-        """Upload one file to ``uri`` (verified); returns ``uri``."""
-        return self.upload(path, uri)
-
     def put_text(self, text: str, uri: str) -> str:
         """Store a small text object at ``uri``."""
         bucket, key = split_uri(uri)

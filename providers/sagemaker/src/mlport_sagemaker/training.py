@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlport import runtime
-from mlport.errors import InvalidSpecError, NotFoundError
+from mlport.errors import InvalidSpecError
 from mlport.handles import Job
 from mlport.services import LogChunk, Page, SubmitRequest, TrainingService
 from mlport.services.training import bundle_files, git_state
@@ -385,12 +385,3 @@ def read_log_streams(logs: Any, group: str, prefix: str, cursor: str | None) -> 
 def _code(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
-def missing(exc: Exception) -> bool:
-    """True if ``exc`` (raw or mapped) says the resource does not exist."""
-    if isinstance(exc, NotFoundError):
-        return True
-    from mlport_sagemaker._errors import translate
-
-    return isinstance(translate(exc), NotFoundError)

@@ -9,11 +9,10 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 
 from mlport.testing.ca import ca_env, issue_server_cert
-from mlport.testing.emulator import InjectedError
+from mlport.testing.emulator import EmulatorBase, InjectedError
 from mlport_azureml.emulator._http import HttpsServer
 from mlport_azureml.emulator._service import Service, Settings
 from mlport_azureml.emulator.azurite import Azurite
@@ -57,7 +56,7 @@ class EmulatorCredential:
         return "EmulatorCredential()"
 
 
-class AzureMLEmulator:
+class AzureMLEmulator(EmulatorBase):
     """A local Azure ML workspace over HTTPS, with Azurite for its blob storage.
 
     Starting it (in ``__init__``) blocks for about a second: Azurite is started on a free port,
@@ -292,17 +291,6 @@ class AzureMLEmulator:
         if self._own_dir:
             with contextlib.suppress(OSError):
                 shutil.rmtree(self.work_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else self.base_url

@@ -22,8 +22,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final
 
 from mlport.errors import (
     AlreadyExistsError,
@@ -35,7 +34,13 @@ from mlport.errors import (
     ThrottledError,
     TransientError,
 )
-from mlport.testing.emulator import DROP_RESPONSE_AFTER_COMMIT, FaultInjector, InjectedError
+from mlport.testing.emulator import (
+    DROP_RESPONSE_AFTER_COMMIT,
+    EmulatorBase,
+    FaultInjector,
+    InjectedError,
+)
+from mlport_sagemaker._images import TELEMETRY_OPT_OUT
 from mlport_sagemaker.emulator._aws import (
     ERROR_STATUS,
     AwsError,
@@ -60,9 +65,6 @@ _FAKE_KEY_ID: Final = "AKIAMLPORTEMULATOR00"
 _FAKE_SECRET: Final = "mlport-emulator-fake-secret-key"
 _INTERNAL_HEADER: Final = "x-mlport-emulator-internal"
 _SDK_CONFIG: Final = "sagemaker-config.yaml"
-_SDK_CONFIG_TEXT: Final = (
-    "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
-)
 _LOG = logging.getLogger("mlport_sagemaker.emulator")
 
 Handler = Callable[[Call], Response]
@@ -150,7 +152,7 @@ def _drop_connection(environ: dict[str, Any]) -> None:
     raise ConnectionResetError("answer dropped after the call took effect (injected fault)")
 
 
-class SageMakerEmulator:
+class SageMakerEmulator(EmulatorBase):
     """A local SageMaker endpoint for tests: moto in server mode, extended to do the real work.
 
     Starts at construction (use it as a context manager, or call :meth:`close`): a threaded
@@ -212,7 +214,7 @@ class SageMakerEmulator:
             tempfile.mkdtemp(prefix="mlport-sagemaker-emulator-") if workdir is None else workdir
         ).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / _SDK_CONFIG).write_text(_SDK_CONFIG_TEXT)
+        (self.workdir / _SDK_CONFIG).write_text(TELEMETRY_OPT_OUT)
         self._faults = FaultInjector()
         self._internal_token = secrets.token_hex(16)
         # Held while moto's SageMaker backend answers and while components change its objects,
@@ -334,19 +336,6 @@ class SageMakerEmulator:
         self._server = None
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        """Return the running emulator."""
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Call :meth:`close`."""
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else self.endpoint_url

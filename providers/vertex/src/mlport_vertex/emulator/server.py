@@ -9,15 +9,14 @@ import threading
 from collections.abc import Mapping
 from concurrent import futures
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
 
 from mlport.errors import InvalidSpecError
 from mlport.processes import ProcessRecord
 from mlport.testing.ca import ca_env, issue_server_cert
-from mlport.testing.emulator import InjectedError
+from mlport.testing.emulator import EmulatorBase, InjectedError
 from mlport_vertex.emulator._rpc import ApiError, RpcRouter, check_injectable
 from mlport_vertex.emulator.control import control_handler
 from mlport_vertex.emulator.endpoints import EndpointService
@@ -45,7 +44,7 @@ OFFLINE_AUTH_ENV: dict[str, str] = {
 _log = logging.getLogger("mlport_vertex.emulator")
 
 
-class VertexEmulator:
+class VertexEmulator(EmulatorBase):
     """A stateful local Vertex AI that the google-cloud-aiplatform SDK drives unpatched.
 
     Starts in ``__init__`` (about a second): a fresh TLS certificate signed by the shared local
@@ -324,17 +323,6 @@ class VertexEmulator:
             self._storage.close()
         if self._own_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"VertexEmulator(api_endpoint={getattr(self, 'api_endpoint', None)!r})"
